@@ -1,0 +1,28 @@
+/* local.h - local delivery: worker threads that take committed queue entries and
+ * deliver each recipient into its Maildir, then remove the queue entry. Failures are
+ * retried with backoff, never dropped. Runs entirely off the event loop. */
+#ifndef TERN_LOCAL_H
+#define TERN_LOCAL_H
+
+#include <stddef.h>
+
+struct spool;
+struct local_delivery;
+
+struct local_delivery_opts {
+	const char *data_dir;        /* base for a relative mailbox_pattern */
+	const char *mailbox_pattern; /* "%d" domain, "%u" user; e.g. "mail/%d/%u/Maildir" */
+	const char *hostname;        /* for Maildir file names */
+	unsigned threads;            /* worker threads, >= 1 */
+	unsigned retry_first_s;      /* first retry after a failure (default 60) */
+	unsigned retry_max_s;        /* backoff cap (default 3600) */
+};
+
+int local_delivery_start(struct local_delivery **out, struct spool *sp,
+                         const struct local_delivery_opts *o);
+/* Queue qid for delivery (thread-safe, non-blocking). */
+void local_delivery_enqueue(struct local_delivery *ld, const char *qid);
+/* Stop workers after their current message; pending qids stay in the queue on disk. */
+void local_delivery_stop(struct local_delivery *ld);
+
+#endif

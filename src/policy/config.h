@@ -1,0 +1,76 @@
+/* config.h - ternd configuration: the built-in default, the INI-like file
+ * (docs/CONFIG.md), and the policy questions answered from it (local domain? known
+ * user? alias expansion?). Loading does file I/O; the queries do none. */
+#ifndef TERN_CONFIG_H
+#define TERN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONFIG_LISTENERS_MAX 16
+
+struct config_listener {
+	char name[300];               /* as written: "127.0.0.1:2525", "[::1]:25" */
+	struct sockaddr_storage sa;   /* resolved numeric address */
+	socklen_t salen;
+	bool lenient_lf;              /* accept bare LF as line end (smuggling risk) */
+	bool vrfy;                    /* VRFY enabled */
+	bool expn;                    /* EXPN enabled */
+	bool require_helo;            /* MAIL before HELO/EHLO refused */
+};
+
+struct config_alias; /* opaque: name -> list of targets */
+struct config_users; /* opaque: set of known users (user@domain or user) */
+
+struct config {
+	char source[512];             /* file path, or "(built-in default)" */
+	char hostname[256];           /* our name; default gethostname() */
+	char data_dir[512];           /* spool and mail root; default "./var" */
+	char mailbox_pattern[512];    /* under data_dir unless absolute; %d domain, %u user,
+	                                 default "mail/%d/%u/Maildir" */
+	bool accept_any_domain;       /* capture mode: every domain is local (default) */
+	char **local_domains;         /* lowercase, NULL-terminated; may be empty */
+	size_t nlocal_domains;
+	bool check_users;             /* recipients must be known users or aliases */
+	struct config_users *users;   /* from users= file; NULL if none */
+	struct config_alias *aliases; /* from aliases= file; NULL if none */
+
+	uint64_t max_msg_size;        /* bytes, default TERN_MSG_SIZE_DEFAULT */
+	unsigned max_rcpts;           /* default TERN_RCPTS_DEFAULT, min TERN_RCPTS_MIN */
+	unsigned max_errors;          /* default TERN_ERRORS_DEFAULT */
+	unsigned cmd_timeout;         /* seconds, default TERN_CMD_TIMEOUT_DEFAULT_S */
+	unsigned max_conn;            /* total concurrent sessions */
+	unsigned max_conn_per_ip;     /* per client IP */
+	unsigned delivery_threads;    /* local delivery workers, default 2 */
+	bool use_syslog;              /* log to syslog instead of stderr */
+
+	struct config_listener listeners[CONFIG_LISTENERS_MAX];
+	size_t nlisteners;
+};
+
+/* The built-in default: 127.0.0.1:2525, lenient_lf on, every domain local, ./var. */
+struct config *config_default(void);
+/* Load a file. On error returns NULL and writes "file:line: what is wrong" to err. */
+struct config *config_load(const char *path, char *err, size_t errsz);
+void config_free(struct config *c);
+
+/* Add/replace listeners from a "ADDR:PORT" string ("[v6]:port" for IPv6).
+ * replace=true drops the configured ones first (first --listen on the command line). */
+int config_add_listener(struct config *c, const char *spec, bool replace, char *err, size_t errsz);
+
+/* Policy queries (no I/O). Domain compare is case-insensitive. */
+bool config_is_local_domain(const struct config *c, const char *domain);
+/* Is user@domain a deliverable local mailbox (a user, or anything when !check_users)? */
+bool config_is_known_user(const struct config *c, const char *user, const char *domain);
+/* Alias targets for name (local part, lowercase) or NULL; *n gets the count. Targets
+ * are "user" (same domain) or "user@domain". Not recursive: see config_resolve. */
+const char *const *config_alias_lookup(const struct config *c, const char *name, size_t *n);
+/* Resolve a recipient to final mailboxes, expanding aliases recursively (depth 10,
+ * loops cut). Calls emit(arg, user, domain) per mailbox; returns count or -1 when
+ * the recipient is unknown. */
+int config_resolve(const struct config *c, const char *user, const char *domain,
+                   void (*emit)(void *arg, const char *user, const char *domain), void *arg);
+
+#endif

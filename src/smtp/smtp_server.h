@@ -1,0 +1,128 @@
+/* smtp_server.h - the inbound SMTP protocol engine (RFC 5321 + extensions).
+ *
+ * The engine does no I/O: the glue feeds it the bytes a client sent and sends the
+ * bytes it produces. It never reads a socket, writes a file, logs, sleeps or looks at
+ * the clock. Decisions that belong elsewhere (is this a local user? store this
+ * message) go out through the callbacks in struct smtp_server_ops; the slow one,
+ * committing a message, is asynchronous: the engine stops consuming input until the
+ * glue calls smtp_server_commit_done().
+ *
+ * Life of a session:
+ *   s = smtp_server_new(&opts, &ops, ctx);
+ *   smtp_server_greet(s);                 -> 220 in the output buffer
+ *   loop: n = smtp_server_feed(s, p, len); (consumed n bytes; keep the rest)
+ *         send smtp_server_output(s), then smtp_server_output_done(s, sent)
+ *         if smtp_server_is_closing(s) and output empty: close the connection
+ *   smtp_server_free(s);
+ */
+#ifndef TERN_SMTP_SERVER_H
+#define TERN_SMTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "smtp/smtp_addr.h"
+
+struct smtp_server;
+
+/* Engine states. Only smtp_server_enter_state() changes them. */
+enum smtp_state {
+	SMTP_ST_CONNECTED,   /* greeting not yet produced */
+	SMTP_ST_READY,       /* greeted; no HELO/EHLO yet */
+	SMTP_ST_HELO,        /* after HELO/EHLO or RSET: no transaction */
+	SMTP_ST_MAIL,        /* MAIL accepted, no recipient yet */
+	SMTP_ST_RCPT,        /* at least one recipient accepted */
+	SMTP_ST_DATA,        /* reading DATA content up to CRLF.CRLF */
+	SMTP_ST_BDAT,        /* reading a BDAT chunk's octets */
+	SMTP_ST_BDAT_WAIT,   /* between BDAT chunks (not LAST) */
+	SMTP_ST_COMMIT,      /* message handed to the glue; waiting for commit_done */
+	SMTP_ST_CLOSING,     /* QUIT, 421 or fatal error: no more input is read */
+};
+
+/* Options a listener gives each session. Strings are borrowed and must outlive it. */
+struct smtp_server_opts {
+	const char *hostname;        /* our name in the greeting and replies */
+	const char *greeting;        /* text after "220 <hostname> "; NULL = "ESMTP tern" */
+	uint64_t max_msg_size;       /* SIZE; body above it: read to the end, then 552 */
+	unsigned max_rcpts;          /* per transaction; above: 452 4.5.3 */
+	unsigned max_errors;         /* protocol errors before 421 4.7.0 and close */
+	bool lenient_lf;             /* accept bare LF as a line end (smuggling risk) */
+	bool require_helo;           /* MAIL before HELO/EHLO: 503 5.5.1 */
+	bool vrfy_enabled;           /* off: VRFY answers 252 */
+	bool expn_enabled;           /* off: EXPN answers 502 5.5.1 ... disabled */
+};
+
+/* A reply decided by a callback. text must not contain CR or LF; for a multi-line
+ * reply, lines are separated by '\n' inside text and the engine formats them. */
+struct smtp_reply {
+	int code;          /* 0 = accept with the engine's default reply */
+	char enh[16];      /* "5.1.1"; empty for none */
+	char text[400];
+};
+
+/* Transaction parameters from MAIL FROM (ESMTP parameters, RFC 1870/6152/6531/3030). */
+struct smtp_mail_params {
+	uint64_t size;          /* SIZE=, 0 if absent */
+	enum { SMTP_BODY_7BIT, SMTP_BODY_8BITMIME, SMTP_BODY_BINARYMIME } body;
+	bool smtputf8;
+};
+
+/* Callbacks from the engine into the glue. All of them must return promptly. */
+struct smtp_server_ops {
+	/* MAIL FROM accepted syntactically; r->code = 0 to accept. */
+	void (*mail)(void *ctx, const struct smtp_addr *from, const struct smtp_mail_params *p,
+	             struct smtp_reply *r);
+	/* RCPT TO: r->code = 0 to accept (the engine adds it to the envelope). */
+	void (*rcpt)(void *ctx, const struct smtp_addr *to, struct smtp_reply *r);
+	/* VRFY (string as typed) and EXPN; r->code must be set (250/251/252/550/553). */
+	void (*vrfy)(void *ctx, const char *arg, size_t n, struct smtp_reply *r);
+	void (*expn)(void *ctx, const char *arg, size_t n, struct smtp_reply *r);
+	/* Start of message content (DATA after 354 is decided, or the first BDAT).
+	 * Return 0, or a negative error: the engine then answers 451 4.3.0 (DATA) and
+	 * discards the content. from/rcpts give the accepted envelope. */
+	int (*data_begin)(void *ctx, const struct smtp_addr *from, const struct smtp_mail_params *p,
+	                  const struct smtp_addr *rcpts, size_t nrcpts);
+	/* Decoded message bytes (dot-unstuffed, CRLF line ends). Return 0 or negative:
+	 * an error is remembered and the end of the message gets 451 4.3.0. */
+	int (*data_write)(void *ctx, const char *p, size_t n);
+	/* End of content, every check passed: make it durable, then call
+	 * smtp_server_commit_done(). May call it before returning. */
+	void (*data_commit)(void *ctx);
+	/* Content discarded (too big, write error, RSET/QUIT/close mid-BDAT, ...). */
+	void (*data_abort)(void *ctx);
+};
+
+struct smtp_server *smtp_server_new(const struct smtp_server_opts *opts,
+                                    const struct smtp_server_ops *ops, void *ctx);
+void smtp_server_free(struct smtp_server *s);
+
+/* Produce the 220 greeting (or, with code 421/554, a refusal that closes). */
+void smtp_server_greet(struct smtp_server *s);
+void smtp_server_refuse(struct smtp_server *s, const char *enh, const char *text); /* 421 + close */
+
+/* Feed client bytes. Returns the number consumed (<= n); the glue keeps the rest and
+ * feeds it again after commit_done. Never negative: protocol errors become replies. */
+size_t smtp_server_feed(struct smtp_server *s, const char *p, size_t n);
+
+/* Result of data_commit: 0 -> "250 2.0.0 Ok: queued as <qid>", else 451/452. */
+void smtp_server_commit_done(struct smtp_server *s, int err, const char *qid);
+
+/* Deadline passed: 421 4.4.2 and close. Shutdown: 421 4.3.2 and close. */
+void smtp_server_timeout(struct smtp_server *s);
+void smtp_server_shutdown(struct smtp_server *s);
+
+/* Output the glue must send, in order. */
+const char *smtp_server_output(const struct smtp_server *s, size_t *len);
+void smtp_server_output_done(struct smtp_server *s, size_t n);
+
+enum smtp_state smtp_server_state(const struct smtp_server *s);
+bool smtp_server_is_closing(const struct smtp_server *s);
+bool smtp_server_is_waiting(const struct smtp_server *s); /* in SMTP_ST_COMMIT */
+/* Protocol word for the Received header: SMTP (HELO) or ESMTP (EHLO). */
+const char *smtp_server_protocol(const struct smtp_server *s);
+/* HELO/EHLO argument ("" if none yet). */
+const char *smtp_server_helo(const struct smtp_server *s);
+
+#endif
