@@ -1,0 +1,981 @@
+/* server.c - ternd glue: accepts connections, runs one SMTP engine per connection,
+ * answers the engine's policy questions from the config, streams message content
+ * into the spool and hands committed messages to local delivery.
+ *
+ * Everything here runs on the event-loop thread. Blocking work (fsync, Maildir
+ * delivery) happens on the spool's committer thread and the delivery workers; their
+ * results come back through the spool's eventfd. The only socket reads and writes
+ * of the daemon are in this file; the engine never sees a file descriptor.
+ *
+ * A connection whose commit is in flight is never freed: if its client goes away
+ * it is marked dead and freed when the commit completes (the 250 promise holds for
+ * the queue even when the client cannot hear it).
+ */
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "deliver/local.h"
+#include "policy/config.h"
+#include "queue/spool.h"
+#include "server/ev.h"
+#include "server/ipcount.h"
+#include "smtp/smtp_server.h"
+#include "util/buf.h"
+#include "util/limits.h"
+#include "util/log.h"
+
+#define SERVER_READ_CHUNK 65536
+#define SERVER_INBUF_MAX (4 * SERVER_READ_CHUNK)
+#define SERVER_STOP_GRACE_S 10
+
+/* A configuration shared by the sessions started under it; freed with the last. */
+struct server_cfg {
+	struct config *c;
+	int refs;
+};
+
+struct server_listener {
+	int fd;
+	struct config_listener l; /* copy: survives config reloads */
+};
+
+struct conn;
+
+struct server {
+	struct ev_loop *loop;
+	struct server_cfg *cfg;
+	char *config_path;
+	struct server_listener listeners[CONFIG_LISTENERS_MAX];
+	size_t nlisteners;
+	struct spool *spool;
+	struct local_delivery *ld;
+	struct ipcount *ipc;
+	int sigfd;
+	unsigned nconns;     /* connections alive or waiting for a commit */
+	struct conn *conns;  /* list of all of them */
+	bool stopping;
+	time_t stop_deadline;
+	uint64_t sid_next;
+	int exit_code;
+};
+
+struct conn {
+	struct server *srv;
+	struct conn *prev, *next;
+	int fd;               /* -1 once the socket is closed */
+	bool registered;      /* fd is in the event loop */
+	bool commit_pending;  /* spool commit in flight: must not be freed */
+	bool dead;            /* socket gone; free when the commit completes */
+	bool eof;             /* peer closed its side: close after the input is used */
+	struct sockaddr_storage peer;
+	char ip[INET6_ADDRSTRLEN];
+	char sid[20];
+	struct server_cfg *cfg; /* reference */
+	struct smtp_server_opts opts;
+	struct smtp_server *s;
+	struct buf in;
+	struct spool_msg *msg;
+	char qid[SPOOL_QID_MAX];
+	char from[TERN_PATH_MAX + 1];
+	size_t nrcpts;
+	uint64_t size;
+	time_t deadline;
+};
+
+static time_t server_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static struct server_cfg *server_cfg_new(struct config *c)
+{
+	struct server_cfg *sc = calloc(1, sizeof *sc);
+	if (sc == NULL)
+		return NULL;
+	sc->c = c;
+	sc->refs = 1;
+	return sc;
+}
+
+static void server_cfg_unref(struct server_cfg *sc)
+{
+	if (sc != NULL && --sc->refs == 0) {
+		config_free(sc->c);
+		free(sc);
+	}
+}
+
+/* ---- connection lifetime ---- */
+
+static void server_conn_update(struct conn *c);
+
+static void server_conn_unlink(struct conn *c)
+{
+	struct server *srv = c->srv;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	srv->nconns--;
+}
+
+static void server_conn_free(struct conn *c)
+{
+	if (c->msg != NULL) {
+		spool_msg_abort(c->msg);
+		c->msg = NULL;
+	}
+	smtp_server_free(c->s);
+	buf_free(&c->in);
+	server_cfg_unref(c->cfg);
+	server_conn_unlink(c);
+	free(c);
+}
+
+/* Close the socket. The conn itself goes now, or when its commit completes. */
+static void server_conn_close(struct conn *c, const char *why)
+{
+	if (c->fd >= 0) {
+		log_info("sid=%s event=disconnect client=%s reason=%s", c->sid, c->ip, why);
+		if (c->registered)
+			ev_del(c->srv->loop, c->fd);
+		c->registered = false;
+		close(c->fd);
+		c->fd = -1;
+		ipcount_dec(c->srv->ipc, (struct sockaddr *)&c->peer);
+	}
+	c->dead = true;
+	if (!c->commit_pending)
+		server_conn_free(c);
+}
+
+/* ---- engine callbacks: policy ---- */
+
+static void server_reply(struct smtp_reply *r, int code, const char *enh, const char *text)
+{
+	r->code = code;
+	snprintf(r->enh, sizeof r->enh, "%s", enh);
+	snprintf(r->text, sizeof r->text, "%s", text);
+}
+
+/* The domain a bare <Postmaster> or a domainless name belongs to. */
+static const char *server_default_domain(const struct config *cfg)
+{
+	if (cfg->nlocal_domains > 0)
+		return cfg->local_domains[0];
+	return cfg->hostname;
+}
+
+static void server_lower(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+/* user and domain of an address, unquoted and lowercased, for policy lookups. */
+static int server_addr_parts(const struct config *cfg, const struct smtp_addr *a, char *user,
+                             size_t usz, char *domain, size_t dsz)
+{
+	if (a->is_postmaster) {
+		snprintf(user, usz, "postmaster");
+		snprintf(domain, dsz, "%s", server_default_domain(cfg));
+	} else {
+		if (smtp_addr_unquote_local(a, user, usz) < 0)
+			return -1;
+		snprintf(domain, dsz, "%s", a->domain);
+	}
+	server_lower(user);
+	server_lower(domain);
+	return 0;
+}
+
+static bool server_domain_is_local(const struct config *cfg, const char *domain)
+{
+	return cfg->accept_any_domain || config_is_local_domain(cfg, domain);
+}
+
+static void server_on_mail(void *ctx, const struct smtp_addr *from,
+                           const struct smtp_mail_params *p, struct smtp_reply *r)
+{
+	struct conn *c = ctx;
+	r->code = 0;
+	if (smtp_addr_format(from, c->from, sizeof c->from) < 0)
+		server_reply(r, 501, "5.1.7", "Bad sender address syntax");
+}
+
+static void server_on_rcpt(void *ctx, const struct smtp_addr *to, struct smtp_reply *r)
+{
+	struct conn *c = ctx;
+	const struct config *cfg = c->cfg->c;
+	char user[TERN_LOCAL_PART_MAX + 1], domain[TERN_DOMAIN_MAX + 1];
+	r->code = 0;
+	if (to->is_postmaster)
+		return;
+	if (server_addr_parts(cfg, to, user, sizeof user, domain, sizeof domain) < 0) {
+		server_reply(r, 501, "5.1.3", "Bad recipient address syntax");
+		return;
+	}
+	if (!server_domain_is_local(cfg, domain)) {
+		server_reply(r, 550, "5.7.1", "Relaying denied");
+		return;
+	}
+	if (!config_is_known_user(cfg, user, domain)) {
+		server_reply(r, 550, "5.1.1", "Recipient address rejected: user unknown");
+		return;
+	}
+}
+
+/* VRFY/EXPN argument: "user", "user@domain" or "<user@domain>" -> parts. */
+static int server_split_arg(const struct config *cfg, const char *arg, size_t n, char *user,
+                            size_t usz, char *domain, size_t dsz)
+{
+	while (n > 0 && (*arg == ' ' || *arg == '<')) {
+		arg++;
+		n--;
+	}
+	while (n > 0 && (arg[n - 1] == ' ' || arg[n - 1] == '>'))
+		n--;
+	size_t at = n;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)arg[i];
+		if (ch <= ' ' || ch == 0x7f || ch == '/' || ch == '"' || ch == '\\')
+			return -1;
+		if (ch == '@' && at == n)
+			at = i;
+	}
+	if (at == 0 || at >= usz || (n > at && n - at - 1 >= dsz))
+		return -1;
+	memcpy(user, arg, at);
+	user[at] = '\0';
+	if (at < n) {
+		memcpy(domain, arg + at + 1, n - at - 1);
+		domain[n - at - 1] = '\0';
+	} else {
+		snprintf(domain, dsz, "%s", server_default_domain(cfg));
+	}
+	server_lower(user);
+	server_lower(domain);
+	return 0;
+}
+
+static void server_on_vrfy(void *ctx, const char *arg, size_t n, struct smtp_reply *r)
+{
+	struct conn *c = ctx;
+	const struct config *cfg = c->cfg->c;
+	char user[TERN_LOCAL_PART_MAX + 1], domain[TERN_DOMAIN_MAX + 1];
+	if (server_split_arg(cfg, arg, n, user, sizeof user, domain, sizeof domain) < 0) {
+		server_reply(r, 501, "5.1.3", "Bad address syntax");
+		return;
+	}
+	if (!server_domain_is_local(cfg, domain)) {
+		server_reply(r, 551, "5.7.1", "User not local");
+		return;
+	}
+	if (!cfg->check_users) {
+		server_reply(r, 252, "2.5.2", "Cannot VRFY user, but will accept message");
+		return;
+	}
+	if (!config_is_known_user(cfg, user, domain)) {
+		server_reply(r, 550, "5.1.1", "User unknown");
+		return;
+	}
+	r->code = 250;
+	snprintf(r->enh, sizeof r->enh, "2.1.5");
+	snprintf(r->text, sizeof r->text, "<%s@%s>", user, domain);
+}
+
+static void server_on_expn(void *ctx, const char *arg, size_t n, struct smtp_reply *r)
+{
+	struct conn *c = ctx;
+	const struct config *cfg = c->cfg->c;
+	char user[TERN_LOCAL_PART_MAX + 1], domain[TERN_DOMAIN_MAX + 1];
+	if (server_split_arg(cfg, arg, n, user, sizeof user, domain, sizeof domain) < 0) {
+		server_reply(r, 501, "5.1.3", "Bad address syntax");
+		return;
+	}
+	size_t nt = 0;
+	const char *const *t = config_alias_lookup(cfg, user, &nt);
+	if (t == NULL || nt == 0) {
+		if (cfg->check_users && config_is_known_user(cfg, user, domain)) {
+			r->code = 250;
+			snprintf(r->enh, sizeof r->enh, "2.1.5");
+			snprintf(r->text, sizeof r->text, "<%s@%s>", user, domain);
+			return;
+		}
+		server_reply(r, 550, "5.1.1", "No such mailing list");
+		return;
+	}
+	r->code = 250;
+	snprintf(r->enh, sizeof r->enh, "2.1.5");
+	size_t off = 0;
+	r->text[0] = '\0';
+	for (size_t i = 0; i < nt; i++) {
+		const char *sep = i ? "\n" : "";
+		int w;
+		if (strchr(t[i], '@'))
+			w = snprintf(r->text + off, sizeof r->text - off, "%s<%s>", sep, t[i]);
+		else
+			w = snprintf(r->text + off, sizeof r->text - off, "%s<%s@%s>", sep, t[i],
+			             domain);
+		if (w < 0 || (size_t)w >= sizeof r->text - off) {
+			r->text[off] = '\0';
+			break;
+		}
+		off += (size_t)w;
+	}
+}
+
+/* ---- engine callbacks: message content ---- */
+
+struct server_resolve {
+	struct spool_envelope *env;
+	const char *orig;
+	int err;
+};
+
+static void server_resolve_emit(void *arg, const char *user, const char *domain)
+{
+	struct server_resolve *rs = arg;
+	struct spool_envelope *env = rs->env;
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (strcmp(env->rcpts[i].user, user) == 0 && strcmp(env->rcpts[i].domain, domain) == 0)
+			return; /* one copy per mailbox */
+	struct spool_rcpt *nr = realloc(env->rcpts, (env->nrcpts + 1) * sizeof *nr);
+	if (nr == NULL) {
+		rs->err = -ENOMEM;
+		return;
+	}
+	env->rcpts = nr;
+	struct spool_rcpt *r = &nr[env->nrcpts];
+	memset(r, 0, sizeof *r);
+	r->orig = strdup(rs->orig);
+	r->user = strdup(user);
+	r->domain = strdup(domain);
+	env->nrcpts++;
+	if (r->orig == NULL || r->user == NULL || r->domain == NULL)
+		rs->err = -ENOMEM;
+}
+
+static void server_rfc5322_date(char *out, size_t outsz)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	if (strftime(out, outsz, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+		out[0] = '\0';
+}
+
+static int server_write_received(struct conn *c, const struct smtp_addr *rcpts, size_t nrcpts)
+{
+	const struct config *cfg = c->cfg->c;
+	char helo[128], date[64], rcpt[TERN_PATH_MAX + 1], fwd[TERN_PATH_MAX + 16];
+	const char *h = smtp_server_helo(c->s);
+	log_escape(helo, sizeof helo, h, strlen(h));
+	for (char *p = helo; *p; p++)
+		if (*p == '(' || *p == ')' || *p == ';')
+			*p = '_';
+	server_rfc5322_date(date, sizeof date);
+	fwd[0] = '\0';
+	if (nrcpts == 1 && smtp_addr_format(&rcpts[0], rcpt, sizeof rcpt) >= 0)
+		snprintf(fwd, sizeof fwd, "\r\n\tfor <%s>", rcpt);
+	struct buf b;
+	buf_init(&b, 4096);
+	int rc = buf_printf(&b, "Received: from %s ([%s])\r\n\tby %s (tern) with %s id %s%s;\r\n\t%s\r\n",
+	                    helo[0] ? helo : "unknown", c->ip, cfg->hostname,
+	                    smtp_server_protocol(c->s), c->qid, fwd, date);
+	if (rc == 0)
+		rc = spool_msg_write(c->msg, b.ptr, b.len);
+	buf_free(&b);
+	return rc;
+}
+
+static int server_on_data_begin(void *ctx, const struct smtp_addr *from,
+                                const struct smtp_mail_params *p, const struct smtp_addr *rcpts,
+                                size_t nrcpts)
+{
+	struct conn *c = ctx;
+	const struct config *cfg = c->cfg->c;
+	struct spool_envelope env;
+	memset(&env, 0, sizeof env);
+	int rc = -ENOMEM;
+	char fromstr[TERN_PATH_MAX + 1];
+	if (smtp_addr_format(from, fromstr, sizeof fromstr) < 0) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	env.from = strdup(fromstr);
+	env.helo = strdup(smtp_server_helo(c->s));
+	env.client_addr = strdup(c->ip);
+	env.arrival = time(NULL);
+	env.smtputf8 = p->smtputf8;
+	env.body = (int)p->body;
+	if (env.from == NULL || env.helo == NULL || env.client_addr == NULL)
+		goto fail;
+	for (size_t i = 0; i < nrcpts; i++) {
+		char user[TERN_LOCAL_PART_MAX + 1], domain[TERN_DOMAIN_MAX + 1];
+		char orig[TERN_PATH_MAX + 16];
+		if (server_addr_parts(cfg, &rcpts[i], user, sizeof user, domain, sizeof domain) < 0 ||
+		    smtp_addr_format(&rcpts[i], orig, sizeof orig) < 0) {
+			rc = -EINVAL;
+			goto fail;
+		}
+		if (rcpts[i].is_postmaster)
+			snprintf(orig, sizeof orig, "postmaster@%s", domain);
+		struct server_resolve rs = {.env = &env, .orig = orig, .err = 0};
+		if (config_resolve(cfg, user, domain, server_resolve_emit, &rs) < 0) {
+			/* Accepted at RCPT, unknown now (config reloaded): keep it for postmaster
+			 * rather than lose it. */
+			server_resolve_emit(&rs, "postmaster", domain);
+		}
+		if (rs.err < 0) {
+			rc = rs.err;
+			goto fail;
+		}
+	}
+	rc = spool_msg_begin(c->srv->spool, &c->msg, &env);
+	if (rc < 0)
+		goto fail;
+	snprintf(c->qid, sizeof c->qid, "%s", spool_msg_qid(c->msg));
+	c->nrcpts = env.nrcpts;
+	c->size = 0;
+	spool_envelope_free(&env);
+	rc = server_write_received(c, rcpts, nrcpts);
+	if (rc < 0) {
+		spool_msg_abort(c->msg);
+		c->msg = NULL;
+		log_error("sid=%s qid=%s event=spool-error error=%s", c->sid, c->qid, strerror(-rc));
+	}
+	return rc;
+fail:
+	spool_envelope_free(&env);
+	log_error("sid=%s event=spool-error error=%s", c->sid, strerror(-rc));
+	return rc;
+}
+
+static int server_on_data_write(void *ctx, const char *p, size_t n)
+{
+	struct conn *c = ctx;
+	if (c->msg == NULL)
+		return -EIO;
+	c->size += n;
+	return spool_msg_write(c->msg, p, n);
+}
+
+static void server_on_commit_done(void *arg, int err, const char *qid);
+
+static void server_on_data_commit(void *ctx)
+{
+	struct conn *c = ctx;
+	if (c->msg == NULL) {
+		smtp_server_commit_done(c->s, -EIO, NULL);
+		return;
+	}
+	struct spool_msg *m = c->msg;
+	c->msg = NULL; /* the spool owns it now */
+	c->commit_pending = true;
+	spool_msg_commit(m, server_on_commit_done, c);
+}
+
+static void server_on_data_abort(void *ctx)
+{
+	struct conn *c = ctx;
+	if (c->msg != NULL) {
+		log_info("sid=%s qid=%s event=aborted", c->sid, c->qid);
+		spool_msg_abort(c->msg);
+		c->msg = NULL;
+	}
+}
+
+static const struct smtp_server_ops server_ops = {
+	.mail = server_on_mail,
+	.rcpt = server_on_rcpt,
+	.vrfy = server_on_vrfy,
+	.expn = server_on_expn,
+	.data_begin = server_on_data_begin,
+	.data_write = server_on_data_write,
+	.data_commit = server_on_data_commit,
+	.data_abort = server_on_data_abort,
+};
+
+/* ---- socket I/O ---- */
+
+static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned events);
+
+/* Send what the engine produced. Returns 0, or -1 if the connection was closed. */
+static int server_conn_flush(struct conn *c)
+{
+	size_t len;
+	const char *out = smtp_server_output(c->s, &len);
+	while (len > 0) {
+		ssize_t w = send(c->fd, out, len, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			server_conn_close(c, "write-error");
+			return -1;
+		}
+		smtp_server_output_done(c->s, (size_t)w);
+		out = smtp_server_output(c->s, &len);
+	}
+	return 0;
+}
+
+/* Feed buffered input to the engine, send replies, and set the interest mask. */
+static void server_conn_update(struct conn *c)
+{
+	while (c->in.len > 0 && !smtp_server_is_waiting(c->s) && !smtp_server_is_closing(c->s)) {
+		size_t used = smtp_server_feed(c->s, c->in.ptr, c->in.len);
+		buf_consume(&c->in, used);
+		if (used == 0)
+			break;
+	}
+	if (c->srv->stopping && !smtp_server_is_waiting(c->s) && !smtp_server_is_closing(c->s))
+		smtp_server_shutdown(c->s);
+	if (server_conn_flush(c) < 0)
+		return;
+	size_t pending;
+	smtp_server_output(c->s, &pending);
+	if (smtp_server_is_closing(c->s) && pending == 0) {
+		server_conn_close(c, "closed");
+		return;
+	}
+	if (c->eof && !smtp_server_is_waiting(c->s)) {
+		server_conn_close(c, "eof");
+		return;
+	}
+	unsigned mask = 0;
+	if (!smtp_server_is_waiting(c->s) && !smtp_server_is_closing(c->s) && !c->eof &&
+	    c->in.len < SERVER_INBUF_MAX)
+		mask |= EV_READ;
+	if (pending > 0)
+		mask |= EV_WRITE;
+	if (!c->registered) {
+		if (ev_set(c->srv->loop, c->fd, mask, server_conn_io, c) == 0)
+			c->registered = true;
+	} else {
+		ev_mask(c->srv->loop, c->fd, mask);
+	}
+	/* In the waiting state with no interest, hang-ups are still reported: the
+	 * fd is dropped from the loop then and re-added after the commit (see io). */
+}
+
+static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned events)
+{
+	struct conn *c = arg;
+	if (smtp_server_is_waiting(c->s) || c->eof) {
+		/* Only a hang-up or error wakes us here; stop listening until the commit is
+		 * done, then the read path finds out what happened. */
+		ev_del(loop, fd);
+		c->registered = false;
+		return;
+	}
+	if (events & EV_READ) {
+		for (;;) {
+			if (buf_reserve(&c->in, SERVER_READ_CHUNK) < 0)
+				break;
+			ssize_t r = recv(fd, c->in.ptr + c->in.len, SERVER_READ_CHUNK, 0);
+			if (r > 0) {
+				c->in.len += (size_t)r;
+				c->deadline = server_now() + c->cfg->c->cmd_timeout;
+				if (c->in.len >= SERVER_READ_CHUNK)
+					break; /* let the engine work; more comes next round */
+				continue;
+			}
+			if (r == 0) {
+				/* Peer closed. What it sent before (a pipelined QUIT, say) is still
+				 * processed; the connection closes once nothing holds it. */
+				c->eof = true;
+				break;
+			}
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			server_conn_close(c, "read-error");
+			return;
+		}
+	}
+	server_conn_update(c);
+}
+
+static void server_on_commit_done(void *arg, int err, const char *qid)
+{
+	struct conn *c = arg;
+	struct server *srv = c->srv;
+	c->commit_pending = false;
+	if (err == 0) {
+		log_info("sid=%s qid=%s event=accepted from=<%s> rcpts=%zu size=%llu", c->sid, qid,
+		         c->from, c->nrcpts, (unsigned long long)c->size);
+		local_delivery_enqueue(srv->ld, qid);
+	} else {
+		log_error("sid=%s qid=%s event=commit-failed error=%s", c->sid, c->qid,
+		          strerror(-err));
+	}
+	if (c->dead) {
+		server_conn_free(c);
+		return;
+	}
+	smtp_server_commit_done(c->s, err, qid);
+	c->deadline = server_now() + c->cfg->c->cmd_timeout;
+	server_conn_update(c);
+}
+
+/* ---- accepting ---- */
+
+/* Accept one connection. Returns 0, or -1 when there is nothing more to accept now. */
+static int server_accept_one(struct server *srv, struct server_listener *sl)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl_len = sizeof ss;
+	int fd = accept4(sl->fd, (struct sockaddr *)&ss, &sl_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			log_warn("event=accept-failed error=\"%s\"", strerror(errno));
+		return -1;
+	}
+	const struct config *cfg = srv->cfg->c;
+	struct conn *c = calloc(1, sizeof *c);
+	if (c == NULL) {
+		close(fd);
+		return 0;
+	}
+	c->srv = srv;
+	c->fd = fd;
+	c->peer = ss;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->ip, sizeof c->ip);
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->ip, sizeof c->ip);
+	else
+		snprintf(c->ip, sizeof c->ip, "unknown");
+	snprintf(c->sid, sizeof c->sid, "%08llx", (unsigned long long)++srv->sid_next);
+	c->cfg = srv->cfg;
+	c->cfg->refs++;
+	buf_init(&c->in, SERVER_INBUF_MAX + SERVER_READ_CHUNK);
+	c->opts.hostname = cfg->hostname;
+	c->opts.greeting = NULL;
+	c->opts.max_msg_size = cfg->max_msg_size;
+	c->opts.max_rcpts = cfg->max_rcpts;
+	c->opts.max_errors = cfg->max_errors;
+	c->opts.lenient_lf = sl->l.lenient_lf;
+	c->opts.require_helo = sl->l.require_helo;
+	c->opts.vrfy_enabled = sl->l.vrfy;
+	c->opts.expn_enabled = sl->l.expn;
+	c->deadline = server_now() + cfg->cmd_timeout;
+	/* link */
+	c->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->nconns++;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->s = smtp_server_new(&c->opts, &server_ops, c);
+	int per_ip = ipcount_inc(srv->ipc, (struct sockaddr *)&ss);
+	if (c->s == NULL || per_ip < 0) {
+		if (per_ip >= 0)
+			ipcount_dec(srv->ipc, (struct sockaddr *)&ss);
+		close(fd);
+		c->fd = -1;
+		server_conn_free(c);
+		return 0;
+	}
+	log_info("sid=%s event=connect client=%s listener=%s", c->sid, c->ip, sl->l.name);
+	if (srv->nconns > cfg->max_conn) {
+		log_warn("sid=%s event=refused client=%s reason=max-connections", c->sid, c->ip);
+		smtp_server_refuse(c->s, "4.7.0", "Error: too many connections, try again later");
+	} else if ((unsigned)per_ip > cfg->max_conn_per_ip) {
+		log_warn("sid=%s event=refused client=%s reason=max-connections-per-ip", c->sid,
+		         c->ip);
+		smtp_server_refuse(c->s, "4.7.0", "Error: too many connections from your address");
+	} else {
+		smtp_server_greet(c->s);
+	}
+	server_conn_update(c);
+	return 0;
+}
+
+static void server_on_listener(struct ev_loop *loop, int lfd, void *arg, unsigned events)
+{
+	struct server *srv = arg;
+	for (size_t i = 0; i < srv->nlisteners; i++) {
+		if (srv->listeners[i].fd == lfd) {
+			for (int n = 0; n < 64; n++)
+				if (server_accept_one(srv, &srv->listeners[i]) < 0)
+					break;
+			return;
+		}
+	}
+}
+
+static int server_listen_one(struct server *srv, const struct config_listener *l)
+{
+	int fd = socket(l->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (l->sa.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0 || listen(fd, 1024) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	struct server_listener *sl = &srv->listeners[srv->nlisteners++];
+	sl->fd = fd;
+	sl->l = *l;
+	int rc = ev_set(srv->loop, fd, EV_READ, server_on_listener, srv);
+	if (rc < 0)
+		return rc;
+	log_info("event=listening listener=%s lenient_lf=%s", l->name, l->lenient_lf ? "yes" : "no");
+	return 0;
+}
+
+static void server_close_listeners(struct server *srv)
+{
+	for (size_t i = 0; i < srv->nlisteners; i++) {
+		ev_del(srv->loop, srv->listeners[i].fd);
+		close(srv->listeners[i].fd);
+	}
+	srv->nlisteners = 0;
+}
+
+/* ---- signals, ticks, reload ---- */
+
+static void server_begin_stop(struct server *srv)
+{
+	if (srv->stopping)
+		return;
+	srv->stopping = true;
+	srv->stop_deadline = server_now() + SERVER_STOP_GRACE_S;
+	log_info("event=stopping connections=%u", srv->nconns);
+	server_close_listeners(srv);
+	struct conn *c = srv->conns;
+	while (c) {
+		struct conn *next = c->next;
+		if (!c->dead && !smtp_server_is_waiting(c->s)) {
+			smtp_server_shutdown(c->s);
+			server_conn_update(c);
+		}
+		c = next;
+	}
+	if (srv->nconns == 0)
+		ev_stop(srv->loop);
+}
+
+static void server_reload(struct server *srv)
+{
+	if (srv->config_path == NULL) {
+		log_info("event=reload result=skipped reason=no-config-file");
+		return;
+	}
+	char err[600];
+	struct config *nc = config_load(srv->config_path, err, sizeof err);
+	if (nc == NULL) {
+		log_error("event=reload result=failed error=\"%s\" (keeping the old config)", err);
+		return;
+	}
+	struct server_cfg *sc = server_cfg_new(nc);
+	if (sc == NULL) {
+		config_free(nc);
+		return;
+	}
+	server_cfg_unref(srv->cfg);
+	srv->cfg = sc;
+	log_info("event=reload result=ok file=%s (listeners and data_dir need a restart)",
+	         srv->config_path);
+}
+
+static void server_on_signal(struct ev_loop *loop, int fd, void *arg, unsigned events)
+{
+	struct server *srv = arg;
+	struct signalfd_siginfo si;
+	while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+		if (si.ssi_signo == SIGHUP)
+			server_reload(srv);
+		else
+			server_begin_stop(srv);
+	}
+}
+
+static void server_on_spool(struct ev_loop *loop, int fd, void *arg, unsigned events)
+{
+	struct server *srv = arg;
+	spool_run_completions(srv->spool);
+	if (srv->stopping && srv->nconns == 0)
+		ev_stop(loop);
+}
+
+static void server_on_tick(struct ev_loop *loop, void *arg)
+{
+	struct server *srv = arg;
+	time_t now = server_now();
+	struct conn *c = srv->conns;
+	while (c) {
+		struct conn *next = c->next;
+		if (!c->dead && !smtp_server_is_waiting(c->s) && now >= c->deadline &&
+		    !smtp_server_is_closing(c->s)) {
+			log_info("sid=%s event=timeout client=%s", c->sid, c->ip);
+			smtp_server_timeout(c->s);
+			server_conn_update(c);
+		} else if (!c->dead && smtp_server_is_closing(c->s) && now >= c->deadline + 30) {
+			server_conn_close(c, "stuck-output");
+		}
+		c = next;
+	}
+	if (srv->stopping) {
+		bool pending = false;
+		for (c = srv->conns; c; c = c->next)
+			pending |= c->commit_pending;
+		if (srv->nconns == 0 || (!pending && now >= srv->stop_deadline))
+			ev_stop(loop);
+	}
+}
+
+static void server_recovered(void *arg, const char *qid)
+{
+	struct server *srv = arg;
+	local_delivery_enqueue(srv->ld, qid);
+}
+
+/* ---- public ---- */
+
+int server_new(struct server **out, struct config *cfg, const char *config_path)
+{
+	struct server *srv = calloc(1, sizeof *srv);
+	if (srv == NULL)
+		return -ENOMEM;
+	srv->sigfd = -1;
+	srv->cfg = server_cfg_new(cfg);
+	srv->ipc = ipcount_new();
+	if (config_path)
+		srv->config_path = strdup(config_path);
+	if (srv->cfg == NULL || srv->ipc == NULL || (config_path && !srv->config_path)) {
+		server_free(srv);
+		return -ENOMEM;
+	}
+	*out = srv;
+	return 0;
+}
+
+int server_run(struct server *srv)
+{
+	const struct config *cfg = srv->cfg->c;
+	char path[1024];
+	int rc = ev_loop_new(&srv->loop);
+	if (rc < 0)
+		return 1;
+	ev_set_tick(srv->loop, 1000, server_on_tick, srv);
+
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	srv->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (srv->sigfd < 0 || ev_set(srv->loop, srv->sigfd, EV_READ, server_on_signal, srv) < 0) {
+		log_error("event=startup-failed error=\"signalfd: %s\"", strerror(errno));
+		return 1;
+	}
+
+	if (snprintf(path, sizeof path, "%s/spool", cfg->data_dir) >= (int)sizeof path)
+		return 1;
+	if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
+		log_error("event=startup-failed error=\"mkdir %s: %s\"", cfg->data_dir, strerror(errno));
+		return 1;
+	}
+	rc = spool_open(&srv->spool, path);
+	if (rc < 0) {
+		log_error("event=startup-failed error=\"spool %s: %s\"", path, strerror(-rc));
+		return 1;
+	}
+	ev_set(srv->loop, spool_event_fd(srv->spool), EV_READ, server_on_spool, srv);
+
+	struct local_delivery_opts lo = {
+		.data_dir = cfg->data_dir,
+		.mailbox_pattern = cfg->mailbox_pattern,
+		.hostname = cfg->hostname,
+		.threads = cfg->delivery_threads ? cfg->delivery_threads : 2,
+		.retry_first_s = 60,
+		.retry_max_s = 3600,
+	};
+	rc = local_delivery_start(&srv->ld, srv->spool, &lo);
+	if (rc < 0) {
+		log_error("event=startup-failed error=\"delivery: %s\"", strerror(-rc));
+		return 1;
+	}
+	rc = spool_recover(srv->spool, server_recovered, srv);
+	if (rc < 0) {
+		log_error("event=startup-failed error=\"recover: %s\"", strerror(-rc));
+		return 1;
+	}
+
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		rc = server_listen_one(srv, &cfg->listeners[i]);
+		if (rc < 0) {
+			log_error("event=startup-failed error=\"listen %s: %s\"", cfg->listeners[i].name,
+			          strerror(-rc));
+			return 1;
+		}
+	}
+	log_info("event=started hostname=%s data_dir=%s config=\"%s\"", cfg->hostname,
+	         cfg->data_dir, cfg->source);
+
+	ev_run(srv->loop);
+
+	/* Sessions still open after the grace period: say goodbye and close. */
+	while (srv->conns) {
+		struct conn *c = srv->conns;
+		if (c->commit_pending) {
+			/* cannot happen after the loop waited for commits; be safe */
+			server_conn_unlink(c);
+			continue;
+		}
+		server_conn_close(c, "shutdown");
+	}
+	local_delivery_stop(srv->ld);
+	srv->ld = NULL;
+	spool_close(srv->spool);
+	srv->spool = NULL;
+	log_info("event=stopped");
+	return 0;
+}
+
+void server_free(struct server *srv)
+{
+	if (srv == NULL)
+		return;
+	server_close_listeners(srv);
+	if (srv->sigfd >= 0)
+		close(srv->sigfd);
+	ev_loop_free(srv->loop);
+	ipcount_free(srv->ipc);
+	server_cfg_unref(srv->cfg);
+	free(srv->config_path);
+	free(srv);
+}
