@@ -67,9 +67,13 @@ bool config_is_known_user(const struct config *c, const char *user, const char *
 /* Alias targets for name (local part, lowercase) or NULL; *n gets the count. Targets
  * are "user" (same domain) or "user@domain". Not recursive: see config_resolve. */
 const char *const *config_alias_lookup(const struct config *c, const char *name, size_t *n);
+/* The crypt(3) hash given for user@domain (else for the bare user) in the users
+ * file, or NULL (no such user, or listed without a hash). Valid while c lives. */
+const char *config_user_hash(const struct config *c, const char *user, const char *domain);
 /* Resolve a recipient to final mailboxes, expanding aliases recursively (depth 10,
  * loops cut). Calls emit(arg, user, domain) per mailbox; returns count or -1 when
- * the recipient is unknown. */
+ * the recipient is unknown (-ENOMEM if memory ran out). Emitted names are lowercase,
+ * each mailbox at most once. */
 int config_resolve(const struct config *c, const char *user, const char *domain,
                    void (*emit)(void *arg, const char *user, const char *domain), void *arg);
 
