@@ -20,9 +20,19 @@ struct local_delivery_opts {
 
 int local_delivery_start(struct local_delivery **out, struct spool *sp,
                          const struct local_delivery_opts *o);
-/* Queue qid for delivery (thread-safe, non-blocking). */
+/* Queue qid for delivery (thread-safe, non-blocking). ld NULL: does nothing. */
 void local_delivery_enqueue(struct local_delivery *ld, const char *qid);
 /* Stop workers after their current message; pending qids stay in the queue on disk. */
 void local_delivery_stop(struct local_delivery *ld);
+
+/* Map (user, domain) through pattern to a mailbox path (pattern relative to
+ * data_dir unless it starts with '/'). user and domain are lowercased, and every
+ * byte that could change the path ('/', '%', control bytes, NUL-free but anything
+ * outside [a-z0-9._+=-] and non-ASCII UTF-8 bytes) is percent-encoded, as is a
+ * leading '.', so no address can name a path outside the pattern's directory.
+ * Returns 0, -EINVAL (empty user/domain, unknown %-escape in the pattern) or
+ * -ENAMETOOLONG. Used by the workers; public for tests and `tern queue`. */
+int local_mailbox_path(const char *data_dir, const char *pattern, const char *user,
+                       const char *domain, char *out, size_t outsz);
 
 #endif
