@@ -211,12 +211,14 @@ void local_delivery_enqueue(struct local_delivery *ld, const char *qid)
 /* ---- delivering one message ---- */
 
 /* Copy s into b with CR, LF and other control bytes replaced by '?', so a header
- * line built from an address stays one line. */
-static int local_header_value(struct buf *b, const char *s)
+ * line built from an address stays one line; lower: ASCII lowercase (domains). */
+static int local_header_value(struct buf *b, const char *s, bool lower)
 {
 	int r = 0;
 	for (const unsigned char *p = (const unsigned char *)s; *p && r == 0; p++) {
 		char c = (*p < 0x20 || *p == 0x7f) ? '?' : (char)*p;
+		if (lower && c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
 		r = buf_append(b, &c, 1);
 	}
 	return r;
@@ -227,11 +229,11 @@ static int local_prefix(struct buf *b, const char *from, const char *user, const
 	int r;
 	buf_reset(b);
 	r = buf_append_str(b, "Return-Path: <");
-	r = r ? r : local_header_value(b, from);
+	r = r ? r : local_header_value(b, from, false);
 	r = r ? r : buf_append_str(b, ">\r\nDelivered-To: ");
-	r = r ? r : local_header_value(b, user);
+	r = r ? r : local_header_value(b, user, false);
 	r = r ? r : buf_append_str(b, "@");
-	r = r ? r : local_header_value(b, domain);
+	r = r ? r : local_header_value(b, domain, true);
 	r = r ? r : buf_append_str(b, "\r\n");
 	return r;
 }
