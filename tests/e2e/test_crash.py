@@ -4,7 +4,6 @@ loss never)."""
 
 import smtplib
 import threading
-import time
 
 from conftest import all_stored, wait_until
 
