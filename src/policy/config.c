@@ -179,9 +179,13 @@ static int config_listener_append(struct config *c, const struct config_listener
 int config_add_listener(struct config *c, const char *spec, bool replace, char *err, size_t errsz)
 {
 	struct config_listener l;
-	char msg[400];
+	char msg[400], dummy[1];
 	int rc;
 
+	if (err == NULL || errsz == 0) {
+		err = dummy;
+		errsz = sizeof(dummy);
+	}
 	rc = config_listener_parse(spec, &l, msg, sizeof(msg));
 	if (rc < 0) {
 		snprintf(err, errsz, "bad listener '%s': %s", spec, msg);

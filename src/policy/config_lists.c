@@ -465,7 +465,8 @@ struct config_resolve_ctx {
 	const struct config *c;
 	void (*emit)(void *arg, const char *user, const char *domain);
 	void *arg;
-	struct config_htab seen;                          /* mailboxes emitted */
+	struct config_htab seen;                          /* mailboxes emitted, and
+	                                                     ">name": aliases expanded */
 	char path[CONFIG_ALIAS_DEPTH + 1][CONFIG_KEY_MAX]; /* names being expanded */
 	int count;
 	int rc;                                           /* 0 or -ENOMEM */
@@ -516,6 +517,21 @@ static void config_resolve_one(struct config_resolve_ctx *x, const char *user,
 	if (t == NULL) {
 		config_resolve_mailbox(x, key);
 		return;
+	}
+	{
+		/* expand each alias once per resolve: shared sub-lists would otherwise
+		 * multiply the work at every level ('>' marks "expanded" in the set) */
+		char mark[CONFIG_KEY_MAX + 1];
+		int rc;
+
+		snprintf(mark, sizeof(mark), ">%s", key);
+		rc = config_htab_put(&x->seen, mark, NULL, 0, NULL);
+		if (rc == -EEXIST)
+			return;
+		if (rc < 0) {
+			x->rc = rc;
+			return;
+		}
 	}
 	for (size_t i = 0; i < t->n && x->rc == 0; i++) {
 		char tu[CONFIG_KEY_MAX];

@@ -564,7 +564,8 @@ static const char config_test_aliases[] =
 	"e1: e2\ne2: e3\ne3: e4\ne4: e5\ne5: e6\ne6: e7\ne7: e8\ne8: e9\ne9: e10\ne10: alice\n"
 	"ghost: nobody\n"
 	"sales@example.net: bob\n"
-	"sales: carol\n";
+	"sales: carol\n"
+	"wide: w1, w2, w3, w1\nw1: x1, x2\nw2: x1, x2\nw3: x2, x1\nx1: alice, bob\nx2: bob, x1\n";
 
 static void test_aliases_and_resolve(void **state)
 {
@@ -637,6 +638,10 @@ static void test_aliases_and_resolve(void **state)
 	assert_int_equal(config_test_resolve(c, "SALES", "example.org", &g), -1); /* carol@org */
 	/* postmaster always resolves, through its alias here */
 	assert_int_equal(config_test_resolve(c, "POSTMASTER", "example.org", &g), 3);
+	/* diamonds: each alias is expanded once */
+	assert_int_equal(config_test_resolve(c, "wide", "example.org", &g), 2);
+	assert_true(config_test_has(&g, "alice@example.org"));
+	assert_true(config_test_has(&g, "bob@example.org"));
 	/* the emit callback may be NULL */
 	assert_int_equal(config_resolve(c, "root", "example.org", NULL, NULL), 3);
 	/* too long, empty, '@' in the local part */
