@@ -8,6 +8,7 @@
 #
 # Exit status: 0 only if nothing failed and at least one test ran.
 # It does not build anything: `make test` builds first, then calls this.
+# Arguments are passed to pytest (e.g. `scripts/run-tests.sh -k dovecot`).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 E2E_TIMEOUT=${E2E_TIMEOUT:-1800}
 
+PYTEST_ARGS=("$@")
 passed=0
 failed=0
 skipped=0
@@ -75,7 +77,7 @@ run_e2e() {
 	local build=$1 xml=$tmp/e2e-$1.xml rc counts p f s
 	echo "== e2e against $build/ternd"
 	TERN_BUILD=$build timeout "$E2E_TIMEOUT" "$PYTHON" -m pytest tests/e2e -q -rfEs \
-		-p no:cacheprovider --junitxml="$xml"
+		-p no:cacheprovider --junitxml="$xml" "${PYTEST_ARGS[@]}"
 	rc=$?
 	if [ ! -s "$xml" ]; then
 		note_fail 1 "pytest with TERN_BUILD=$build (exit $rc, no report)"
@@ -83,14 +85,18 @@ run_e2e() {
 	fi
 	counts=$("$PYTHON" - "$xml" <<'PY'
 import sys, xml.etree.ElementTree as ET
-root = ET.parse(sys.argv[1]).getroot()
-suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-t = f = s = 0
-for x in suites:
-    t += int(x.get("tests", 0))
-    f += int(x.get("failures", 0)) + int(x.get("errors", 0))
-    s += int(x.get("skipped", 0))
-print(t - f - s, f, s)
+# One verdict per test case: a test that failed and also errored at teardown
+# counts once, as failed.
+p = f = s = 0
+for case in ET.parse(sys.argv[1]).getroot().iter("testcase"):
+    tags = {child.tag for child in case}
+    if tags & {"failure", "error"}:
+        f += 1
+    elif "skipped" in tags:
+        s += 1
+    else:
+        p += 1
+print(p, f, s)
 PY
 )
 	read -r p f s <<<"$counts"

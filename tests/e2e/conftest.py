@@ -288,10 +288,12 @@ class Ternd:
         deadline = time.monotonic() + START_TIMEOUT
         while not is_listening(self.port):
             if self.proc.poll() is not None:
+                rc, self.proc = self.proc.returncode, None
                 pytest.fail("ternd exited with %s before listening; argv %s; output:\n%s"
-                            % (self.proc.returncode, self.argv(), self.log()))
+                            % (rc, self.argv(), self.log()))
             if time.monotonic() > deadline:
                 self._kill()
+                self.proc = None
                 pytest.fail("ternd did not listen on %s:%d within %.0fs; output:\n%s"
                             % (self.host, self.port, START_TIMEOUT, self.log()))
             time.sleep(0.02)
