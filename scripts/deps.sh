@@ -19,7 +19,7 @@ PACKAGES=(
 OPTIONAL=(clang)                     # fuzzing with libFuzzer; the build does not need it
 
 is_installed() {
-	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q ' ok installed$'
 }
 
 missing=()

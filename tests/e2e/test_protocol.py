@@ -81,7 +81,7 @@ def test_sequence_errors(ternd):
 def test_bad_syntax(ternd):
     c = ternd.connect()
     c.ehlo()
-    c.cmd("MAIL FROM:sender@example.net", (501, 553))  # no angle brackets
+    c.cmd("MAIL FROM:<sender@@example.net>", (501, 553))
     c.cmd("MAIL FROM:<sender@example.net>", 250)
     c.cmd("RCPT TO:<no-at-sign>", (501, 553))
     c.cmd("RCPT TO:<a@b@example.com>", (501, 553))
