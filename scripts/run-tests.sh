@@ -76,7 +76,7 @@ run_fuzz() {
 run_e2e() {
 	local build=$1 xml=$tmp/e2e-$1.xml rc counts p f s
 	echo "== e2e against $build/ternd"
-	TERN_BUILD=$build timeout "$E2E_TIMEOUT" "$PYTHON" -m pytest tests/e2e -q -rfEs \
+	TERN_BUILD=$build timeout "$E2E_TIMEOUT" "$PYTHON" -m pytest tests/e2e -q -rfEs --tb=short \
 		-p no:cacheprovider --junitxml="$xml" "${PYTEST_ARGS[@]}"
 	rc=$?
 	if [ ! -s "$xml" ]; then
