@@ -1,0 +1,285 @@
+/* client_sendmail.c - `tern sendmail` / `sendmail`: the sendmail(8) command-line
+ * interface (recipients as arguments, -t, -i/-oi, -f, -F; other -o/-B/-N/-R options
+ * accepted and ignored). Submits to the local ternd over SMTP; when ternd cannot be
+ * reached (or answers 4xx) the message goes durably into the maildrop. Does not
+ * implement -bs, -bp (mailq) or -q. */
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "client/client_cmd.h"
+#include "client/client_codec.h"
+#include "client/client_io.h"
+#include "client/client_maildrop.h"
+#include "client/client_mime.h"
+#include "client/client_send.h"
+#include "util/limits.h"
+
+static void client_sendmail_usage(FILE *f)
+{
+	fputs("usage: tern sendmail [-t] [-i] [-f SENDER] [-F NAME] [-v] [--server HOST[:PORT]]\n"
+	      "                     [RECIPIENT...]  < message\n"
+	      "  -t          recipients also from To:, Cc:, Bcc: (Bcc: is removed)\n"
+	      "  -i, -oi     a line with a single \".\" does not end the message\n"
+	      "  -f SENDER   envelope sender (default: USER@HOST)\n"
+	      "  -F NAME     full name for an added From: header\n"
+	      "  other -o..., -B, -N, -R options are accepted and ignored\n"
+	      "submits to $TERN_SERVER (default 127.0.0.1:2525); when ternd is not reachable\n"
+	      "the message is queued in $TERN_MAILDROP (default ./var/maildrop) and exit is 0\n",
+	      f);
+}
+
+/* Default sender: login@hostname. */
+static void client_sendmail_default_from(char *out, size_t outsz)
+{
+	char host[256] = "";
+	const char *user = NULL;
+	struct passwd *pw = getpwuid(getuid());
+	if (pw != NULL)
+		user = pw->pw_name;
+	if (user == NULL)
+		user = getenv("USER");
+	if (user == NULL)
+		user = "nobody";
+	if (gethostname(host, sizeof host - 1) < 0 || host[0] == '\0')
+		snprintf(host, sizeof host, "localhost");
+	host[sizeof host - 1] = '\0';
+	snprintf(out, outsz, "%s@%s", user, host);
+}
+
+/* Does the text start with a header field ("Name:")? */
+static bool client_sendmail_has_header(const char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && (unsigned char)p[i] > 32 && (unsigned char)p[i] < 127 && p[i] != ':')
+		i++;
+	return i > 0 && i < n && p[i] == ':';
+}
+
+/* Prepend From/Date/Message-ID when missing. */
+static int client_sendmail_fix_headers(struct buf *msg, const char *from, const char *fullname)
+{
+	struct buf h;
+	int rc = 0;
+	char date[64], mid[512];
+	bool headers = client_sendmail_has_header(msg->ptr, msg->len);
+
+	buf_init(&h, 0);
+	if (!headers || !client_msg_has_header(msg->ptr, msg->len, "From", NULL, 0)) {
+		if (fullname != NULL && fullname[0] != '\0') {
+			if ((rc = buf_append_str(&h, "From: ")) < 0 ||
+			    (rc = client_rfc2047_phrase(&h, fullname, strlen(fullname), 6)) < 0 ||
+			    (rc = buf_printf(&h, " <%s>\r\n", from)) < 0)
+				goto fail;
+		} else if ((rc = buf_printf(&h, "From: %s\r\n", from)) < 0) {
+			goto fail;
+		}
+	}
+	if (!headers || !client_msg_has_header(msg->ptr, msg->len, "Date", NULL, 0)) {
+		client_rfc5322_date(time(NULL), date, sizeof date);
+		if ((rc = buf_printf(&h, "Date: %s\r\n", date)) < 0)
+			goto fail;
+	}
+	if (!headers || !client_msg_has_header(msg->ptr, msg->len, "Message-ID", NULL, 0)) {
+		client_message_id(NULL, mid, sizeof mid);
+		if ((rc = buf_printf(&h, "Message-ID: %s\r\n", mid)) < 0)
+			goto fail;
+	}
+	if (!headers && (rc = buf_append(&h, "\r\n", 2)) < 0)
+		goto fail;
+	if (h.len > 0) {
+		if ((rc = buf_append(&h, msg->ptr, msg->len)) < 0)
+			goto fail;
+		struct buf tmp = *msg;
+		*msg = h;
+		h = tmp;
+	}
+fail:
+	buf_free(&h);
+	return rc;
+}
+
+/* Read the message; without -i a line holding only "." ends it. */
+static int client_sendmail_read(bool dot_ends, struct buf *raw)
+{
+	if (!dot_ends)
+		return client_io_read_fd(STDIN_FILENO, raw);
+	int rc = client_io_read_fd(STDIN_FILENO, raw);
+	if (rc < 0 || raw->len == 0)
+		return rc;
+	size_t i = 0;
+	while (i < raw->len) {
+		const char *nl = memchr(raw->ptr + i, '\n', raw->len - i);
+		size_t e = nl != NULL ? (size_t)(nl - raw->ptr) : raw->len;
+		size_t l = e - i;
+		if (l > 0 && raw->ptr[e - 1] == '\r')
+			l--;
+		if (l == 1 && raw->ptr[i] == '.') {
+			raw->len = i;
+			break;
+		}
+		i = e + 1;
+	}
+	return 0;
+}
+
+int client_sendmail_main(int argc, char **argv)
+{
+	struct client_send_opts o;
+	struct client_strv rcpts = {NULL, 0};
+	struct buf raw, msg;
+	const char *sender = NULL, *fullname = NULL, *maildrop = NULL;
+	char from[TERN_PATH_MAX], spec[TERN_PATH_MAX];
+	bool tflag = false, iflag = false;
+	int ex = EX_OK, rc, i;
+
+	client_send_opts_init(&o);
+	o.tls = CLIENT_TLS_NONE;
+	o.quiet_tempfail = true;
+	buf_init(&raw, TERN_MSG_SIZE_DEFAULT);
+	buf_init(&msg, 0);
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		const char *a = argv[i];
+		/* options with a value, attached ("-fme") or separate ("-f me") */
+		const char *val = NULL;
+		if (strcmp(a, "--") == 0) {
+			i++;
+			break;
+		}
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			client_sendmail_usage(stdout);
+			goto done;
+		}
+		if (strcmp(a, "--server") == 0 || strcmp(a, "--maildrop") == 0) {
+			if (i + 1 >= argc)
+				goto usage;
+			if (a[2] == 's')
+				o.server = argv[++i];
+			else
+				maildrop = argv[++i];
+			continue;
+		}
+		if (strchr("fFrBCLNORX", a[1]) != NULL && a[1] != '\0') {
+			val = a[2] != '\0' ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+			if (val == NULL)
+				goto usage;
+			if (a[1] == 'f' || a[1] == 'r')
+				sender = val;
+			else if (a[1] == 'F')
+				fullname = val;
+			continue;
+		}
+		if (a[1] == 'o') {
+			if (strcmp(a, "-oi") == 0)
+				iflag = true;
+			continue; /* -oem, -odb, -oQ... are ignored */
+		}
+		if (a[1] == 'b') {
+			if (strcmp(a, "-bm") == 0)
+				continue;
+			fprintf(stderr, "tern sendmail: %s is not supported\n", a);
+			ex = EX_USAGE;
+			goto done;
+		}
+		if (a[1] == 'q') {
+			fprintf(stderr, "tern sendmail: -q is not supported (ternd runs its own queue)\n");
+			ex = EX_USAGE;
+			goto done;
+		}
+		/* clusters of flags: -t, -i, -v, -ti, -U (ignored), -m (ignored), -n */
+		for (const char *c = a + 1; *c != '\0'; c++) {
+			if (*c == 't')
+				tflag = true;
+			else if (*c == 'i')
+				iflag = true;
+			else if (*c == 'v')
+				o.verbose = true;
+			else if (strchr("Umne", *c) == NULL)
+				fprintf(stderr, "tern sendmail: ignoring unknown option -%c\n", *c);
+		}
+	}
+	for (; i < argc; i++) {
+		struct client_strv tmp = {NULL, 0};
+		if (client_addr_split(argv[i], strlen(argv[i]), &tmp) < 0)
+			goto oom;
+		for (size_t k = 0; k < tmp.n; k++) {
+			if (client_addr_spec(tmp.v[k], spec, sizeof spec, true) < 0) {
+				fprintf(stderr, "tern sendmail: bad recipient \"%s\"\n", tmp.v[k]);
+				client_strv_free(&tmp);
+				ex = EX_DATAERR;
+				goto done;
+			}
+			if (client_strv_push(&rcpts, spec, strlen(spec)) < 0)
+				goto oom;
+		}
+		client_strv_free(&tmp);
+	}
+	if (sender != NULL) {
+		if (sender[0] == '\0' || strcmp(sender, "<>") == 0) {
+			from[0] = '\0';
+		} else if (client_addr_spec(sender, from, sizeof from, true) < 0) {
+			fprintf(stderr, "tern sendmail: bad sender \"%s\"\n", sender);
+			ex = EX_DATAERR;
+			goto done;
+		}
+	} else {
+		client_sendmail_default_from(from, sizeof from);
+	}
+	if ((rc = client_sendmail_read(!iflag, &raw)) < 0) {
+		fprintf(stderr, "tern sendmail: cannot read the message: %s\n",
+		        rc == -EFBIG ? "too big" : strerror(-rc));
+		ex = rc == -EFBIG ? EX_DATAERR : EX_IOERR;
+		goto done;
+	}
+	if ((rc = client_msg_to_crlf(raw.ptr != NULL ? raw.ptr : "", raw.len, &msg)) < 0)
+		goto oom;
+	if (tflag) {
+		client_msg_header_addrs(msg.ptr, msg.len, "To", &rcpts);
+		client_msg_header_addrs(msg.ptr, msg.len, "Cc", &rcpts);
+		client_msg_header_addrs(msg.ptr, msg.len, "Bcc", &rcpts);
+		client_msg_remove_header(&msg, "Bcc");
+	}
+	if (rcpts.n == 0) {
+		fprintf(stderr, "tern sendmail: no recipients (give them as arguments or use -t)\n");
+		ex = EX_USAGE;
+		goto done;
+	}
+	if ((rc = client_sendmail_fix_headers(&msg, from[0] != '\0' ? from : "MAILER-DAEMON",
+	                                      fullname)) < 0)
+		goto oom;
+
+	struct client_msg_source src = {NULL, msg.ptr, msg.len};
+	ex = client_send_submit(&o, from, rcpts.v, rcpts.n, &src);
+	if (ex == EX_TEMPFAIL) {
+		char path[1300];
+		rc = client_maildrop_write(maildrop, from, rcpts.v, rcpts.n, msg.ptr, msg.len, path,
+		                           sizeof path);
+		if (rc < 0) {
+			fprintf(stderr, "tern sendmail: ternd not reachable and the maildrop "
+			                "failed: %s\n", strerror(-rc));
+			ex = EX_TEMPFAIL;
+			goto done;
+		}
+		if (o.verbose)
+			fprintf(stderr, "tern sendmail: ternd not reachable; queued as %s\n", path);
+		ex = EX_OK;
+	}
+	goto done;
+usage:
+	client_sendmail_usage(stderr);
+	ex = EX_USAGE;
+	goto done;
+oom:
+	fprintf(stderr, "tern sendmail: out of memory\n");
+	ex = EX_OSERR;
+done:
+	client_send_opts_free(&o);
+	client_strv_free(&rcpts);
+	buf_free(&raw);
+	buf_free(&msg);
+	return ex;
+}
