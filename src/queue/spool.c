@@ -966,7 +966,9 @@ static int spool_cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int spool_recover(struct spool *sp, void (*cb)(void *arg, const char *qid), void *arg)
+/* List queue/<qid> names sorted; with clean, also delete orphan .done files. */
+static int spool_scan_queue(struct spool *sp, bool clean, void (*cb)(void *arg, const char *qid),
+                            void *arg)
 {
 	char **names = NULL;
 	size_t n = 0, cap = 0;
@@ -974,22 +976,6 @@ int spool_recover(struct spool *sp, void (*cb)(void *arg, const char *qid), void
 	int dfd = -1;
 	DIR *d = NULL;
 	struct dirent *de;
-
-	/* incoming/: never acknowledged, so removed. */
-	if ((dfd = dup(sp->incoming_fd)) < 0 || (d = fdopendir(dfd)) == NULL) {
-		r = -errno;
-		goto fail;
-	}
-	dfd = -1;
-	rewinddir(d);
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (unlinkat(sp->incoming_fd, de->d_name, 0) == 0)
-			log_info("qid=%s event=recover-discard-incoming", de->d_name);
-	}
-	closedir(d);
-	d = NULL;
 
 	if ((dfd = dup(sp->queue_fd)) < 0 || (d = fdopendir(dfd)) == NULL) {
 		r = -errno;
@@ -1018,7 +1004,7 @@ int spool_recover(struct spool *sp, void (*cb)(void *arg, const char *qid), void
 	}
 	/* orphan done records (crash inside spool_remove) */
 	rewinddir(d);
-	while ((de = readdir(d)) != NULL) {
+	while (clean && (de = readdir(d)) != NULL) {
 		size_t l = strlen(de->d_name);
 		char q[SPOOL_QID_MAX];
 		if (l <= 5 || l - 5 >= SPOOL_QID_MAX || strcmp(de->d_name + l - 5, ".done") != 0)
@@ -1042,4 +1028,33 @@ fail:
 		free(names[i]);
 	free(names);
 	return r;
+}
+
+int spool_list(struct spool *sp, void (*cb)(void *arg, const char *qid), void *arg)
+{
+	return spool_scan_queue(sp, false, cb, arg);
+}
+
+int spool_recover(struct spool *sp, void (*cb)(void *arg, const char *qid), void *arg)
+{
+	int dfd = -1;
+	DIR *d = NULL;
+	struct dirent *de;
+
+	/* incoming/: never acknowledged, so removed. */
+	if ((dfd = dup(sp->incoming_fd)) < 0 || (d = fdopendir(dfd)) == NULL) {
+		int r = -errno;
+		if (dfd >= 0)
+			close(dfd);
+		return r;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (unlinkat(sp->incoming_fd, de->d_name, 0) == 0)
+			log_info("qid=%s event=recover-discard-incoming", de->d_name);
+	}
+	closedir(d);
+	return spool_scan_queue(sp, true, cb, arg);
 }

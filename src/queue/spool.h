@@ -76,5 +76,8 @@ int spool_mark_done(struct spool *sp, const char *qid, size_t i);
 int spool_remove(struct spool *sp, const char *qid);
 /* Recovery at start-up: clean incoming/, and call cb for every message in queue/. */
 int spool_recover(struct spool *sp, void (*cb)(void *arg, const char *qid), void *arg);
+/* List queue/ in qid order without touching anything (safe while ternd runs, e.g.
+ * for `tern queue`); spool_recover is for start-up only, it deletes incoming/. */
+int spool_list(struct spool *sp, void (*cb)(void *arg, const char *qid), void *arg);
 
 #endif

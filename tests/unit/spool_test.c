@@ -414,6 +414,13 @@ static void spool_t_recover(void **state)
 	char got[8][SPOOL_QID_MAX];
 	memset(got, 0, sizeof got);
 	assert_int_equal(spool_open(&sp2, t->dir), 0);
+	/* listing alone changes nothing */
+	assert_int_equal(spool_list(sp2, spool_t_recover_cb, got), 0);
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(got[i], q[i]);
+	assert_int_equal(spool_t_count(t->dir, "incoming", NULL), 1);
+	assert_int_equal(access(p, F_OK), 0);
+	memset(got, 0, sizeof got);
 	assert_int_equal(spool_recover(sp2, spool_t_recover_cb, got), 0);
 	for (int i = 0; i < 3; i++)
 		assert_string_equal(got[i], q[i]); /* qid order = commit order */
