@@ -261,7 +261,10 @@ int smtp_addr_parse(struct smtp_addr *a, const char *p, size_t n, size_t *used, 
                     bool allow_utf8, bool lenient)
 {
 	struct smtp_addr_cur c = {
-		.p = (const unsigned char *)p, .n = n, .i = 0, .allow_utf8 = allow_utf8,
+	    .p = (const unsigned char *)p,
+	    .n = n,
+	    .i = 0,
+	    .allow_utf8 = allow_utf8,
 	};
 	bool bracket;
 	size_t lstart, llen, dstart = 0, dlen = 0, pstart;

@@ -103,9 +103,9 @@ struct smtp_server {
 	/* command line being read */
 	char line[TERN_CMD_LINE_MAX + 1];
 	size_t line_len;
-	bool line_long;   /* over TERN_CMD_LINE_MAX: discarding up to the line end */
+	bool line_long; /* over TERN_CMD_LINE_MAX: discarding up to the line end */
 	bool line_bare_cr;
-	bool cr_pending;  /* last byte was CR */
+	bool cr_pending; /* last byte was CR */
 
 	/* session */
 	char helo[TERN_HELO_MAX + 1];
@@ -145,14 +145,15 @@ struct smtp_server_cmd {
 	enum smtp_server_cmd_id id;
 	unsigned states; /* bit mask of enum smtp_state where the verb is in sequence */
 	/* Validate and parse only; fill r and return -EINVAL to refuse. */
-	int (*check)(struct smtp_server *s, struct smtp_server_args *a, struct smtp_server_reply *r);
+	int (*check)(struct smtp_server *s, struct smtp_server_args *a,
+	             struct smtp_server_reply *r);
 	/* Act; fill r (code 0: the reply comes later). */
 	void (*run)(struct smtp_server *s, struct smtp_server_args *a, struct smtp_server_reply *r);
 };
 
 #define SMTP_M(st) (1u << (st))
-#define SMTP_M_CMD                                                                      \
-	(SMTP_M(SMTP_ST_CONNECTED) | SMTP_M(SMTP_ST_READY) | SMTP_M(SMTP_ST_HELO) |     \
+#define SMTP_M_CMD                                                                                 \
+	(SMTP_M(SMTP_ST_CONNECTED) | SMTP_M(SMTP_ST_READY) | SMTP_M(SMTP_ST_HELO) |                \
 	 SMTP_M(SMTP_ST_MAIL) | SMTP_M(SMTP_ST_RCPT) | SMTP_M(SMTP_ST_BDAT_WAIT))
 
 static const struct smtp_server_ops smtp_server_no_ops;
@@ -162,11 +163,11 @@ static void smtp_server_enter_state(struct smtp_server *s, enum smtp_state st)
 	s->state = st;
 }
 
-static void smtp_server_set(struct smtp_server_reply *r, int code, const char *enh,
-                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void smtp_server_set(struct smtp_server_reply *r, int code, const char *enh, const char *fmt,
+                            ...) __attribute__((format(printf, 4, 5)));
 
-static void smtp_server_set(struct smtp_server_reply *r, int code, const char *enh,
-                            const char *fmt, ...)
+static void smtp_server_set(struct smtp_server_reply *r, int code, const char *enh, const char *fmt,
+                            ...)
 {
 	va_list ap;
 
@@ -308,7 +309,7 @@ static void smtp_server_data_octets(struct smtp_server *s, size_t k)
 /* End of content (CRLF.CRLF, or the LAST BDAT chunk): reject or commit. */
 static void smtp_server_finish(struct smtp_server *s)
 {
-	struct smtp_server_reply r = { 0 };
+	struct smtp_server_reply r = {0};
 
 	smtp_server_flush(s);
 	if (s->dflags & SMTP_DF_BARE_LF)
@@ -604,7 +605,8 @@ static int smtp_server_mail_params(struct smtp_server *s, const char *p, size_t 
 				return -EINVAL;
 			}
 			if (mp->size > s->opts.max_msg_size) {
-				smtp_server_set(r, 552, "5.3.4", "Message size exceeds fixed limit");
+				smtp_server_set(r, 552, "5.3.4",
+				                "Message size exceeds fixed limit");
 				return -EINVAL;
 			}
 		} else if (smtp_server_word_is(key, klen, "BODY")) {
@@ -713,7 +715,7 @@ static void smtp_server_policy(struct smtp_server_reply *r, const struct smtp_re
 static void smtp_server_run_mail(struct smtp_server *s, struct smtp_server_args *a,
                                  struct smtp_server_reply *r)
 {
-	struct smtp_reply pr = { 0 };
+	struct smtp_reply pr = {0};
 
 	if (s->ops->mail)
 		s->ops->mail(s->ctx, &a->addr, &a->params, &pr);
@@ -737,8 +739,8 @@ static int smtp_server_check_rcpt(struct smtp_server *s, struct smtp_server_args
 		smtp_server_set(r, 501, "5.5.4", "Syntax: RCPT TO:<address>");
 		return -EINVAL;
 	}
-	rc = smtp_addr_parse(&a->addr, a->arg + off, a->n - off, &used, false,
-	                     s->params.smtputf8, s->opts.lenient_lf);
+	rc = smtp_addr_parse(&a->addr, a->arg + off, a->n - off, &used, false, s->params.smtputf8,
+	                     s->opts.lenient_lf);
 	if (rc < 0) {
 		smtp_server_addr_err(r, rc, false);
 		return -EINVAL;
@@ -764,7 +766,7 @@ static int smtp_server_check_rcpt(struct smtp_server *s, struct smtp_server_args
 static void smtp_server_run_rcpt(struct smtp_server *s, struct smtp_server_args *a,
                                  struct smtp_server_reply *r)
 {
-	struct smtp_reply pr = { 0 };
+	struct smtp_reply pr = {0};
 
 	if (s->ops->rcpt)
 		s->ops->rcpt(s->ctx, &a->addr, &pr);
@@ -913,7 +915,7 @@ static int smtp_server_check_arg(struct smtp_server *s, struct smtp_server_args 
 static void smtp_server_run_vrfy(struct smtp_server *s, struct smtp_server_args *a,
                                  struct smtp_server_reply *r)
 {
-	struct smtp_reply pr = { 0 };
+	struct smtp_reply pr = {0};
 
 	smtp_server_set(r, 252, "2.5.2", "Cannot VRFY user, but will accept message");
 	if (!s->opts.vrfy_enabled || s->ops->vrfy == NULL)
@@ -925,7 +927,7 @@ static void smtp_server_run_vrfy(struct smtp_server *s, struct smtp_server_args 
 static void smtp_server_run_expn(struct smtp_server *s, struct smtp_server_args *a,
                                  struct smtp_server_reply *r)
 {
-	struct smtp_reply pr = { 0 };
+	struct smtp_reply pr = {0};
 
 	smtp_server_set(r, 502, "5.5.1", "EXPN disabled");
 	if (!s->opts.expn_enabled || s->ops->expn == NULL)
@@ -939,18 +941,18 @@ static const struct {
 	const char *verb;
 	const char *syntax;
 } smtp_server_help_topics[] = {
-	{ "HELO", "HELO <hostname>" },
-	{ "EHLO", "EHLO <hostname>" },
-	{ "MAIL", "MAIL FROM:<sender> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8]" },
-	{ "RCPT", "RCPT TO:<recipient>" },
-	{ "DATA", "DATA, then the message, ended by <CR><LF>.<CR><LF>" },
-	{ "BDAT", "BDAT <size> [LAST], then exactly <size> octets" },
-	{ "RSET", "RSET (abort the mail transaction)" },
-	{ "NOOP", "NOOP [text]" },
-	{ "QUIT", "QUIT (close the session)" },
-	{ "VRFY", "VRFY <user>" },
-	{ "EXPN", "EXPN <list>" },
-	{ "HELP", "HELP [command]" },
+    {"HELO", "HELO <hostname>"},
+    {"EHLO", "EHLO <hostname>"},
+    {"MAIL", "MAIL FROM:<sender> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8]"},
+    {"RCPT", "RCPT TO:<recipient>"},
+    {"DATA", "DATA, then the message, ended by <CR><LF>.<CR><LF>"},
+    {"BDAT", "BDAT <size> [LAST], then exactly <size> octets"},
+    {"RSET", "RSET (abort the mail transaction)"},
+    {"NOOP", "NOOP [text]"},
+    {"QUIT", "QUIT (close the session)"},
+    {"VRFY", "VRFY <user>"},
+    {"EXPN", "EXPN <list>"},
+    {"HELP", "HELP [command]"},
 };
 
 static void smtp_server_run_help(struct smtp_server *s, struct smtp_server_args *a,
@@ -989,37 +991,36 @@ static void smtp_server_run_unimpl(struct smtp_server *s, struct smtp_server_arg
 }
 
 static const struct smtp_server_cmd smtp_server_cmds[] = {
-	{ "HELO", SMTP_CMD_HELO, SMTP_M_CMD, smtp_server_check_helo, smtp_server_run_helo },
-	{ "EHLO", SMTP_CMD_EHLO, SMTP_M_CMD, smtp_server_check_helo, smtp_server_run_ehlo },
-	{ "MAIL", SMTP_CMD_MAIL,
-	  SMTP_M(SMTP_ST_CONNECTED) | SMTP_M(SMTP_ST_READY) | SMTP_M(SMTP_ST_HELO),
-	  smtp_server_check_mail, smtp_server_run_mail },
-	{ "RCPT", SMTP_CMD_RCPT, SMTP_M(SMTP_ST_MAIL) | SMTP_M(SMTP_ST_RCPT),
-	  smtp_server_check_rcpt, smtp_server_run_rcpt },
-	{ "DATA", SMTP_CMD_DATA, SMTP_M(SMTP_ST_RCPT), smtp_server_check_noarg,
-	  smtp_server_run_data },
-	{ "BDAT", SMTP_CMD_BDAT, SMTP_M_CMD, smtp_server_check_bdat, smtp_server_run_bdat },
-	{ "RSET", SMTP_CMD_RSET, SMTP_M_CMD, smtp_server_check_noarg, smtp_server_run_rset },
-	{ "NOOP", SMTP_CMD_NOOP, SMTP_M_CMD, NULL, smtp_server_run_noop },
-	{ "QUIT", SMTP_CMD_QUIT, SMTP_M_CMD, NULL, smtp_server_run_quit },
-	{ "VRFY", SMTP_CMD_VRFY, SMTP_M_CMD, smtp_server_check_arg, smtp_server_run_vrfy },
-	{ "EXPN", SMTP_CMD_EXPN, SMTP_M_CMD, smtp_server_check_arg, smtp_server_run_expn },
-	{ "HELP", SMTP_CMD_HELP, SMTP_M_CMD, NULL, smtp_server_run_help },
-	/* Cross-protocol guard: an HTTP client (or a browser form) talking to us. */
-	{ "GET", SMTP_CMD_HTTP, SMTP_M_CMD, NULL, smtp_server_run_http },
-	{ "POST", SMTP_CMD_HTTP, SMTP_M_CMD, NULL, smtp_server_run_http },
-	{ "HEAD", SMTP_CMD_HTTP, SMTP_M_CMD, NULL, smtp_server_run_http },
-	{ "PUT", SMTP_CMD_HTTP, SMTP_M_CMD, NULL, smtp_server_run_http },
-	{ "CONNECT", SMTP_CMD_HTTP, SMTP_M_CMD, NULL, smtp_server_run_http },
-	/* Known SMTP verbs this engine does not implement. */
-	{ "SEND", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl },
-	{ "SOML", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl },
-	{ "SAML", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl },
-	{ "TURN", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl },
-	{ "ETRN", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl },
-	{ "ATRN", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl },
-	{ "STARTTLS", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl },
-	{ "AUTH", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl },
+    {"HELO", SMTP_CMD_HELO, SMTP_M_CMD, smtp_server_check_helo, smtp_server_run_helo},
+    {"EHLO", SMTP_CMD_EHLO, SMTP_M_CMD, smtp_server_check_helo, smtp_server_run_ehlo},
+    {"MAIL", SMTP_CMD_MAIL,
+     SMTP_M(SMTP_ST_CONNECTED) | SMTP_M(SMTP_ST_READY) | SMTP_M(SMTP_ST_HELO),
+     smtp_server_check_mail, smtp_server_run_mail},
+    {"RCPT", SMTP_CMD_RCPT, SMTP_M(SMTP_ST_MAIL) | SMTP_M(SMTP_ST_RCPT), smtp_server_check_rcpt,
+     smtp_server_run_rcpt},
+    {"DATA", SMTP_CMD_DATA, SMTP_M(SMTP_ST_RCPT), smtp_server_check_noarg, smtp_server_run_data},
+    {"BDAT", SMTP_CMD_BDAT, SMTP_M_CMD, smtp_server_check_bdat, smtp_server_run_bdat},
+    {"RSET", SMTP_CMD_RSET, SMTP_M_CMD, smtp_server_check_noarg, smtp_server_run_rset},
+    {"NOOP", SMTP_CMD_NOOP, SMTP_M_CMD, NULL, smtp_server_run_noop},
+    {"QUIT", SMTP_CMD_QUIT, SMTP_M_CMD, NULL, smtp_server_run_quit},
+    {"VRFY", SMTP_CMD_VRFY, SMTP_M_CMD, smtp_server_check_arg, smtp_server_run_vrfy},
+    {"EXPN", SMTP_CMD_EXPN, SMTP_M_CMD, smtp_server_check_arg, smtp_server_run_expn},
+    {"HELP", SMTP_CMD_HELP, SMTP_M_CMD, NULL, smtp_server_run_help},
+    /* Cross-protocol guard: an HTTP client (or a browser form) talking to us. */
+    {"GET", SMTP_CMD_HTTP, SMTP_M_CMD, NULL, smtp_server_run_http},
+    {"POST", SMTP_CMD_HTTP, SMTP_M_CMD, NULL, smtp_server_run_http},
+    {"HEAD", SMTP_CMD_HTTP, SMTP_M_CMD, NULL, smtp_server_run_http},
+    {"PUT", SMTP_CMD_HTTP, SMTP_M_CMD, NULL, smtp_server_run_http},
+    {"CONNECT", SMTP_CMD_HTTP, SMTP_M_CMD, NULL, smtp_server_run_http},
+    /* Known SMTP verbs this engine does not implement. */
+    {"SEND", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl},
+    {"SOML", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl},
+    {"SAML", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl},
+    {"TURN", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl},
+    {"ETRN", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl},
+    {"ATRN", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl},
+    {"STARTTLS", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl},
+    {"AUTH", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl},
 };
 
 /* The 503 text for a verb used out of sequence. */
@@ -1045,7 +1046,7 @@ static const char *smtp_server_badseq(const struct smtp_server *s, enum smtp_ser
 /* Execute the complete command line in s->line[0..line_len). */
 static void smtp_server_exec(struct smtp_server *s)
 {
-	struct smtp_server_reply r = { 0 };
+	struct smtp_server_reply r = {0};
 	struct smtp_server_args a;
 	const struct smtp_server_cmd *cmd = NULL;
 	char *p = s->line;
@@ -1057,7 +1058,8 @@ static void smtp_server_exec(struct smtp_server *s)
 		unsigned char ch = (unsigned char)p[i];
 
 		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-			smtp_server_say(s, true, 500, "5.5.2", "Error: invalid character in command");
+			smtp_server_say(s, true, 500, "5.5.2",
+			                "Error: invalid character in command");
 			return;
 		}
 	}
@@ -1264,8 +1266,7 @@ void smtp_server_shutdown(struct smtp_server *s)
 {
 	char text[TERN_REPLY_LINE_MAX];
 
-	snprintf(text, sizeof text, "%s Service shutting down, closing channel",
-	         s->opts.hostname);
+	snprintf(text, sizeof text, "%s Service shutting down, closing channel", s->opts.hostname);
 	smtp_server_close_with(s, "4.3.2", text);
 }
 
