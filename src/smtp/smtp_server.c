@@ -707,6 +707,11 @@ static void smtp_server_policy(struct smtp_server_reply *r, const struct smtp_re
 {
 	if (pr->code == 0)
 		return;
+	if (pr->code < 200 || pr->code > 599) {
+		/* A callback bug must not silently end the session. */
+		smtp_server_set(r, 451, "4.3.0", "Local error in processing");
+		return;
+	}
 	r->code = pr->code;
 	snprintf(r->enh, sizeof r->enh, "%.*s", (int)sizeof pr->enh, pr->enh);
 	snprintf(r->text, sizeof r->text, "%.*s", (int)sizeof pr->text, pr->text);

@@ -78,6 +78,8 @@ static void fake_rcpt(void *ctx, const struct smtp_addr *to, struct smtp_reply *
 		fake_set(r, 550, "5.1.1", "User unknown");
 	else if (strcmp(to->local, "evil") == 0)
 		fake_set(r, 250, "2.1.5", "fine\r\x1b[31m");
+	else if (strcmp(to->local, "buggy") == 0)
+		fake_set(r, 99, "", "bad code");
 }
 
 static void fake_vrfy(void *ctx, const char *arg, size_t n, struct smtp_reply *r)
@@ -440,6 +442,8 @@ static void test_policy_replies(void **st)
 	T_EQ("RCPT TO:<unknown@d.test>\r\n", "550 5.1.1 User unknown\r\n");
 	assert_int_equal(smtp_server_state(F.s), SMTP_ST_MAIL);
 	/* control characters from a callback never reach the wire */
+	T_EQ("RCPT TO:<buggy@d.test>\r\n", "451 4.3.0 Local error in processing\r\n");
+	assert_int_equal(smtp_server_state(F.s), SMTP_ST_MAIL);
 	T_EQ("RCPT TO:<evil@d.test>\r\n", "250 2.1.5 fine??[31m\r\n");
 	assert_int_equal(smtp_server_state(F.s), SMTP_ST_RCPT);
 	t_end();
