@@ -103,6 +103,32 @@ fail:
 	return rc;
 }
 
+/* Recipients from one argument (a comma list is fine); 0 or a sysexits code. */
+static int client_sendmail_add_rcpt(struct client_strv *rcpts, const char *arg)
+{
+	struct client_strv tmp = {NULL, 0};
+	char spec[TERN_PATH_MAX];
+	int ex = EX_OK;
+	if (client_addr_split(arg, strlen(arg), &tmp) < 0) {
+		ex = EX_OSERR;
+		goto fail;
+	}
+	for (size_t k = 0; k < tmp.n; k++) {
+		if (client_addr_spec(tmp.v[k], spec, sizeof spec, true) < 0) {
+			fprintf(stderr, "tern sendmail: bad recipient \"%s\"\n", tmp.v[k]);
+			ex = EX_DATAERR;
+			goto fail;
+		}
+		if (client_strv_push(rcpts, spec, strlen(spec)) < 0) {
+			ex = EX_OSERR;
+			goto fail;
+		}
+	}
+fail:
+	client_strv_free(&tmp);
+	return ex;
+}
+
 /* Read the message; without -i a line holding only "." ends it. */
 static int client_sendmail_read(bool dot_ends, struct buf *raw)
 {
@@ -133,7 +159,7 @@ int client_sendmail_main(int argc, char **argv)
 	struct client_strv rcpts = {NULL, 0};
 	struct buf raw, msg;
 	const char *sender = NULL, *fullname = NULL, *maildrop = NULL;
-	char from[TERN_PATH_MAX], spec[TERN_PATH_MAX];
+	char from[TERN_PATH_MAX];
 	bool tflag = false, iflag = false;
 	int ex = EX_OK, rc, i;
 
@@ -142,13 +168,22 @@ int client_sendmail_main(int argc, char **argv)
 	o.quiet_tempfail = true;
 	buf_init(&raw, TERN_MSG_SIZE_DEFAULT);
 	buf_init(&msg, 0);
-	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+	/* options and recipients may be mixed, as with glibc getopt in sendmail(8) */
+	bool dashdash = false;
+	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		/* options with a value, attached ("-fme") or separate ("-f me") */
 		const char *val = NULL;
+		if (dashdash || a[0] != '-' || a[1] == '\0') {
+			if ((rc = client_sendmail_add_rcpt(&rcpts, a)) != 0) {
+				ex = rc;
+				goto done;
+			}
+			continue;
+		}
 		if (strcmp(a, "--") == 0) {
-			i++;
-			break;
+			dashdash = true;
+			continue;
 		}
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			client_sendmail_usage(stdout);
@@ -201,22 +236,6 @@ int client_sendmail_main(int argc, char **argv)
 			else if (strchr("Umne", *c) == NULL)
 				fprintf(stderr, "tern sendmail: ignoring unknown option -%c\n", *c);
 		}
-	}
-	for (; i < argc; i++) {
-		struct client_strv tmp = {NULL, 0};
-		if (client_addr_split(argv[i], strlen(argv[i]), &tmp) < 0)
-			goto oom;
-		for (size_t k = 0; k < tmp.n; k++) {
-			if (client_addr_spec(tmp.v[k], spec, sizeof spec, true) < 0) {
-				fprintf(stderr, "tern sendmail: bad recipient \"%s\"\n", tmp.v[k]);
-				client_strv_free(&tmp);
-				ex = EX_DATAERR;
-				goto done;
-			}
-			if (client_strv_push(&rcpts, spec, strlen(spec)) < 0)
-				goto oom;
-		}
-		client_strv_free(&tmp);
 	}
 	if (sender != NULL) {
 		if (sender[0] == '\0' || strcmp(sender, "<>") == 0) {
