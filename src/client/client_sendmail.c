@@ -48,7 +48,7 @@ static void client_sendmail_default_from(char *out, size_t outsz)
 	if (gethostname(host, sizeof host - 1) < 0 || host[0] == '\0')
 		snprintf(host, sizeof host, "localhost");
 	host[sizeof host - 1] = '\0';
-	snprintf(out, outsz, "%s@%s", user, host);
+	snprintf(out, outsz, "%.64s@%.180s", user, host);
 }
 
 /* Does the text start with a header field ("Name:")? */
