@@ -327,3 +327,50 @@ def test_help_and_passwd():
         warnings.simplefilter("ignore", DeprecationWarning)
         import crypt  # deprecated, still in Debian 12's Python 3.11
     assert crypt.crypt("hunter2", h) == h
+
+
+@pytest.fixture
+def tls_smtpd(tmp_path):
+    import ssl
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    h = Recorder()
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        return AuthResult(success=auth_data.password == b"pw", handled=False)
+
+    ctl, port = start_server(h, tls_context=ctx, authenticator=authenticator)
+    yield h, port, cert
+    ctl.stop()
+
+
+def test_starttls_verification(tls_smtpd):
+    h, port, cert = tls_smtpd
+    args = ["send", "--server", f"localhost:{port}", "--from", "a@x.org", "--to", "b@x.org",
+            "--body", "over tls"]
+    r = tern(*args, env={"SSL_CERT_FILE": "/nonexistent"})
+    assert r.returncode == EX_UNAVAILABLE and b"not trusted" in r.stderr
+    assert h.envelopes == []
+    r = tern(*args, "--insecure", "--tls", "starttls")
+    assert r.returncode == EX_OK, r.stderr
+    r = tern(*args, "-v", "--auth", "joe",
+             env={"SSL_CERT_FILE": str(cert), "TERN_PASSWORD": "pw"})
+    assert r.returncode == EX_OK, r.stderr
+    err = r.stderr.decode()
+    assert "C: STARTTLS" in err and "*: TLS" in err and "C: AUTH PLAIN ****" in err
+    assert len(h.envelopes) == 2
+
+
+def test_chat_starttls_and_auth(tls_smtpd):
+    h, port, cert = tls_smtpd
+    r = tern("chat", "--insecure", f"127.0.0.1:{port}",
+             input=b"EHLO me\nstarttls\nEHLO me\nauth plain joe\npw\nQUIT\n")
+    assert r.returncode == EX_OK, r.stderr
+    out = r.stdout.decode()
+    assert "TLS is on" in out
+    assert "C: AUTH PLAIN ****" in out and "235" in out and "pw\n" not in out
