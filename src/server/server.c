@@ -32,6 +32,7 @@
 #include "deliver/local.h"
 #include "policy/config.h"
 #include "queue/spool.h"
+#include "server/envelope.h"
 #include "server/ev.h"
 #include "server/ipcount.h"
 #include "smtp/smtp_server.h"
@@ -347,35 +348,6 @@ static void server_on_expn(void *ctx, const char *arg, size_t n, struct smtp_rep
 
 /* ---- engine callbacks: message content ---- */
 
-struct server_resolve {
-	struct spool_envelope *env;
-	const char *orig;
-	int err;
-};
-
-static void server_resolve_emit(void *arg, const char *user, const char *domain)
-{
-	struct server_resolve *rs = arg;
-	struct spool_envelope *env = rs->env;
-	for (size_t i = 0; i < env->nrcpts; i++)
-		if (strcmp(env->rcpts[i].user, user) == 0 && strcmp(env->rcpts[i].domain, domain) == 0)
-			return; /* one copy per mailbox */
-	struct spool_rcpt *nr = realloc(env->rcpts, (env->nrcpts + 1) * sizeof *nr);
-	if (nr == NULL) {
-		rs->err = -ENOMEM;
-		return;
-	}
-	env->rcpts = nr;
-	struct spool_rcpt *r = &nr[env->nrcpts];
-	memset(r, 0, sizeof *r);
-	r->orig = strdup(rs->orig);
-	r->user = strdup(user);
-	r->domain = strdup(domain);
-	env->nrcpts++;
-	if (r->orig == NULL || r->user == NULL || r->domain == NULL)
-		rs->err = -ENOMEM;
-}
-
 static void server_rfc5322_date(char *out, size_t outsz)
 {
 	time_t t = time(NULL);
@@ -441,16 +413,9 @@ static int server_on_data_begin(void *ctx, const struct smtp_addr *from,
 		}
 		if (rcpts[i].is_postmaster)
 			snprintf(orig, sizeof orig, "postmaster@%s", domain);
-		struct server_resolve rs = {.env = &env, .orig = orig, .err = 0};
-		if (config_resolve(cfg, user, domain, server_resolve_emit, &rs) < 0) {
-			/* Accepted at RCPT, unknown now (config reloaded): keep it for postmaster
-			 * rather than lose it. */
-			server_resolve_emit(&rs, "postmaster", domain);
-		}
-		if (rs.err < 0) {
-			rc = rs.err;
+		rc = envelope_add_rcpt(cfg, &env, user, domain, orig);
+		if (rc < 0)
 			goto fail;
-		}
 	}
 	rc = spool_msg_begin(c->srv->spool, &c->msg, &env);
 	if (rc < 0)
