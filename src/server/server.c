@@ -35,6 +35,7 @@
 #include "server/envelope.h"
 #include "server/ev.h"
 #include "server/ipcount.h"
+#include "server/pickup.h"
 #include "smtp/smtp_server.h"
 #include "util/buf.h"
 #include "util/limits.h"
@@ -65,6 +66,7 @@ struct server {
 	size_t nlisteners;
 	struct spool *spool;
 	struct local_delivery *ld;
+	struct pickup *pickup; /* maildrop left by `tern sendmail` */
 	struct ipcount *ipc;
 	int sigfd;
 	unsigned nconns;     /* connections alive or waiting for a commit */
@@ -811,6 +813,8 @@ static void server_on_tick(struct ev_loop *loop, void *arg)
 		}
 		c = next;
 	}
+	if (!srv->stopping)
+		pickup_scan(srv->pickup, srv->cfg->c);
 	if (srv->stopping) {
 		bool pending = false;
 		for (c = srv->conns; c; c = c->next)
@@ -900,6 +904,13 @@ int server_run(struct server *srv)
 		return 1;
 	}
 
+	if (snprintf(path, sizeof path, "%s/maildrop", cfg->data_dir) >= (int)sizeof path ||
+	    pickup_new(&srv->pickup, srv->spool, path, server_recovered, srv) < 0) {
+		log_error("event=startup-failed error=\"maildrop pickup\"");
+		return 1;
+	}
+	pickup_scan(srv->pickup, cfg);
+
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		rc = server_listen_one(srv, &cfg->listeners[i]);
 		if (rc < 0) {
@@ -927,6 +938,8 @@ int server_run(struct server *srv)
 	srv->ld = NULL;
 	spool_close(srv->spool);
 	srv->spool = NULL;
+	pickup_free(srv->pickup);
+	srv->pickup = NULL;
 	log_info("event=stopped");
 	return 0;
 }
