@@ -1016,7 +1016,8 @@ static int spool_scan_queue(struct spool *sp, bool clean, void (*cb)(void *arg, 
 	}
 	closedir(d);
 	d = NULL;
-	qsort(names, n, sizeof *names, spool_cmp_str);
+	if (n > 0) /* names is NULL for an empty queue */
+		qsort(names, n, sizeof *names, spool_cmp_str);
 	for (size_t i = 0; i < n; i++)
 		cb(arg, names[i]);
 fail:
