@@ -582,6 +582,17 @@ static int config_k_require_helo(struct config_parse *p, char *val)
 	return config_parse_bool(p, "require_helo", val, &p->l->require_helo);
 }
 
+static int config_k_greet_delay(struct config_parse *p, char *val)
+{
+	static const uint64_t mul[] = {1};
+	uint64_t v;
+	int rc = config_parse_num(p, "greet_delay", val, "s", mul, 0, TERN_GREET_DELAY_MAX_S, &v);
+
+	if (rc == 0)
+		p->l->greet_delay = (unsigned)v;
+	return rc;
+}
+
 static const struct config_key config_keys[] = {
 	{"hostname", CONFIG_SC_GLOBAL, false, config_k_hostname},
 	{"data_dir", CONFIG_SC_GLOBAL, false, config_k_data_dir},
@@ -603,6 +614,7 @@ static const struct config_key config_keys[] = {
 	{"vrfy", CONFIG_SC_LISTENER, false, config_k_vrfy},
 	{"expn", CONFIG_SC_LISTENER, false, config_k_expn},
 	{"require_helo", CONFIG_SC_LISTENER, false, config_k_require_helo},
+	{"greet_delay", CONFIG_SC_LISTENER, false, config_k_greet_delay},
 };
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 

@@ -19,6 +19,8 @@ struct config_listener {
 	bool vrfy;                    /* VRFY enabled */
 	bool expn;                    /* EXPN enabled */
 	bool require_helo;            /* MAIL before HELO/EHLO refused */
+	unsigned greet_delay;         /* seconds to wait before the 220; a client that
+	                                 talks meanwhile gets 554 5.5.0 (0 = greet at once) */
 };
 
 struct config_alias; /* opaque: name -> list of targets */

@@ -10,6 +10,12 @@
  * A connection whose commit is in flight is never freed: if its client goes away
  * it is marked dead and freed when the commit completes (the 250 promise holds for
  * the queue even when the client cannot hear it).
+ *
+ * Deadlines (checked from the one-second tick): a command must be complete within
+ * command_timeout of the previous reply (bytes trickling in do not extend it, so a
+ * one-byte-per-second client is cut off); message content must arrive at
+ * TERN_MIN_DATA_RATE or faster. A listener's greet_delay holds the 220 back; a
+ * client that talks before it gets 554 5.5.0 (the engine never sees those bytes).
  */
 #include "server/server.h"
 
@@ -92,6 +98,9 @@ struct conn {
 	struct smtp_server_opts opts;
 	struct smtp_server *s;
 	struct buf in;
+	bool greeted;         /* 220 (or a refusal) produced */
+	time_t greet_at;      /* when to greet (greet_delay) */
+	uint64_t rate_bytes;  /* content bytes not yet turned into deadline credit */
 	struct spool_msg *msg;
 	char qid[SPOOL_QID_MAX];
 	char from[TERN_PATH_MAX + 1];
@@ -512,12 +521,24 @@ static int server_conn_flush(struct conn *c)
 /* Feed buffered input to the engine, send replies, and set the interest mask. */
 static void server_conn_update(struct conn *c)
 {
-	while (c->in.len > 0 && !smtp_server_is_waiting(c->s) && !smtp_server_is_closing(c->s)) {
+	size_t out_before;
+	smtp_server_output(c->s, &out_before);
+	if (!c->greeted && c->in.len > 0 && !smtp_server_is_closing(c->s)) {
+		log_warn("sid=%s event=pregreet client=%s bytes=%zu", c->sid, c->ip, c->in.len);
+		smtp_server_sync_error(c->s);
+		buf_reset(&c->in);
+	}
+	while (c->greeted && c->in.len > 0 && !smtp_server_is_waiting(c->s) &&
+	       !smtp_server_is_closing(c->s)) {
 		size_t used = smtp_server_feed(c->s, c->in.ptr, c->in.len);
 		buf_consume(&c->in, used);
 		if (used == 0)
 			break;
 	}
+	size_t out_after;
+	smtp_server_output(c->s, &out_after);
+	if (out_after > out_before) /* a reply: the next command's deadline starts */
+		c->deadline = server_now() + c->cfg->c->cmd_timeout;
 	if (c->srv->stopping && !smtp_server_is_waiting(c->s) && !smtp_server_is_closing(c->s))
 		smtp_server_shutdown(c->s);
 	if (server_conn_flush(c) < 0)
@@ -548,6 +569,21 @@ static void server_conn_update(struct conn *c)
 	 * fd is dropped from the loop then and re-added after the commit (see io). */
 }
 
+/* Content bytes received: extend the deadline by bytes / TERN_MIN_DATA_RATE seconds,
+ * never beyond command_timeout from now. Command bytes earn nothing (only a reply
+ * restarts the command deadline). */
+static void server_conn_credit(struct conn *c, size_t n)
+{
+	enum smtp_state st = smtp_server_state(c->s);
+	if (st != SMTP_ST_DATA && st != SMTP_ST_BDAT)
+		return;
+	c->rate_bytes += n;
+	time_t credit = (time_t)(c->rate_bytes / TERN_MIN_DATA_RATE);
+	c->rate_bytes %= TERN_MIN_DATA_RATE;
+	time_t cap = server_now() + c->cfg->c->cmd_timeout;
+	c->deadline = c->deadline + credit > cap ? cap : c->deadline + credit;
+}
+
 static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned events)
 {
 	struct conn *c = arg;
@@ -565,7 +601,7 @@ static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned eve
 			ssize_t r = recv(fd, c->in.ptr + c->in.len, SERVER_READ_CHUNK, 0);
 			if (r > 0) {
 				c->in.len += (size_t)r;
-				c->deadline = server_now() + c->cfg->c->cmd_timeout;
+				server_conn_credit(c, (size_t)r);
 				if (c->in.len >= SERVER_READ_CHUNK)
 					break; /* let the engine work; more comes next round */
 				continue;
@@ -650,7 +686,9 @@ static int server_accept_one(struct server *srv, struct server_listener *sl)
 	c->opts.require_helo = sl->l.require_helo;
 	c->opts.vrfy_enabled = sl->l.vrfy;
 	c->opts.expn_enabled = sl->l.expn;
+	c->opts.strict_sync = !sl->l.lenient_lf;
 	c->deadline = server_now() + cfg->cmd_timeout;
+	c->greeted = true;
 	/* link */
 	c->next = srv->conns;
 	if (srv->conns)
@@ -677,6 +715,10 @@ static int server_accept_one(struct server *srv, struct server_listener *sl)
 		log_warn("sid=%s event=refused client=%s reason=max-connections-per-ip", c->sid,
 		         c->ip);
 		smtp_server_refuse(c->s, "4.7.0", "Error: too many connections from your address");
+	} else if (sl->l.greet_delay > 0) {
+		c->greet_at = server_now() + sl->l.greet_delay;
+		c->greeted = false;
+		c->deadline = c->greet_at + cfg->cmd_timeout;
 	} else {
 		smtp_server_greet(c->s);
 	}
@@ -803,7 +845,12 @@ static void server_on_tick(struct ev_loop *loop, void *arg)
 	struct conn *c = srv->conns;
 	while (c) {
 		struct conn *next = c->next;
-		if (!c->dead && !smtp_server_is_waiting(c->s) && now >= c->deadline &&
+		if (!c->dead && !c->greeted && now >= c->greet_at && !smtp_server_is_closing(c->s)) {
+			c->greeted = true;
+			smtp_server_greet(c->s);
+			c->deadline = now + c->cfg->c->cmd_timeout;
+			server_conn_update(c);
+		} else if (!c->dead && !smtp_server_is_waiting(c->s) && now >= c->deadline &&
 		    !smtp_server_is_closing(c->s)) {
 			log_info("sid=%s event=timeout client=%s", c->sid, c->ip);
 			smtp_server_timeout(c->s);

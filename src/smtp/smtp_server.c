@@ -8,6 +8,8 @@
  * lines, size limit) and BDAT chunks, and produce replies through smtp_reply_format.
  * Does not: read or write sockets or files, log, look at clocks, decide policy (the
  * ops callbacks do), or keep any message content beyond a 16 KiB staging buffer.
+ * Stops consuming command input while 64 KiB of replies are unsent (the glue then
+ * stops reading the socket), so a client that never reads cannot grow our memory.
  *
  * Replies chosen where the brief left room (documented here, tested in
  * tests/unit/smtp_server_test.c):
@@ -38,6 +40,9 @@
 #define SMTP_SERVER_DBUF 16384
 /* Pending output a client may make us hold without reading it. */
 #define SMTP_SERVER_OUT_MAX (1024 * 1024)
+/* Unsent replies above which command input is not consumed (backpressure: a client
+ * that pipelines commands but never reads the replies stalls; memory stays bounded). */
+#define SMTP_SERVER_OUT_HIGH (64 * 1024)
 
 /* DATA decoder states (the position within the current content line). */
 enum smtp_server_dstate {
@@ -106,6 +111,7 @@ struct smtp_server {
 	bool line_long; /* over TERN_CMD_LINE_MAX: discarding up to the line end */
 	bool line_bare_cr;
 	bool cr_pending; /* last byte was CR */
+	size_t rest_after_line; /* bytes fed after the line being executed */
 
 	/* session */
 	char helo[TERN_HELO_MAX + 1];
@@ -810,6 +816,13 @@ static int smtp_server_check_noarg(struct smtp_server *s, struct smtp_server_arg
 static void smtp_server_run_data(struct smtp_server *s, struct smtp_server_args *a,
                                  struct smtp_server_reply *r)
 {
+	if (s->opts.strict_sync && s->rest_after_line > 0) {
+		/* Content sent before our 354: the client does not wait for replies, so
+		 * what follows cannot be trusted to be content or commands. */
+		smtp_server_close(s);
+		smtp_server_set(r, 554, "5.5.0", "Error: SMTP protocol synchronization");
+		return;
+	}
 	if (s->ops->data_begin &&
 	    s->ops->data_begin(s->ctx, &s->from, &s->params, s->rcpts, s->nrcpts) < 0) {
 		smtp_server_set(r, 451, "4.3.0", "Local error in processing");
@@ -1147,6 +1160,7 @@ static size_t smtp_server_line_feed(struct smtp_server *s, const char *p, size_t
 		if (s->cr_pending) {
 			s->cr_pending = false;
 			if (c == '\n') {
+				s->rest_after_line = n - i - 1;
 				smtp_server_line_end(s, false);
 				return i + 1;
 			}
@@ -1155,6 +1169,7 @@ static size_t smtp_server_line_feed(struct smtp_server *s, const char *p, size_t
 		if (c == '\r') {
 			s->cr_pending = true;
 		} else if (c == '\n') {
+			s->rest_after_line = n - i - 1;
 			smtp_server_line_end(s, !s->opts.lenient_lf);
 			return i + 1;
 		} else {
@@ -1223,6 +1238,14 @@ void smtp_server_refuse(struct smtp_server *s, const char *enh, const char *text
 	                       text ? text : "Service not available, closing channel");
 }
 
+void smtp_server_sync_error(struct smtp_server *s)
+{
+	if (s->state == SMTP_ST_CLOSING)
+		return;
+	smtp_server_close(s);
+	smtp_server_say(s, false, 554, "5.5.0", "Error: SMTP protocol synchronization");
+}
+
 size_t smtp_server_feed(struct smtp_server *s, const char *p, size_t n)
 {
 	size_t i = 0;
@@ -1239,6 +1262,8 @@ size_t smtp_server_feed(struct smtp_server *s, const char *p, size_t n)
 			i += smtp_server_bdat_feed(s, p + i, n - i);
 			break;
 		default:
+			if (s->out.len >= SMTP_SERVER_OUT_HIGH)
+				return i;
 			i += smtp_server_line_feed(s, p + i, n - i);
 			break;
 		}

@@ -52,6 +52,8 @@ struct smtp_server_opts {
 	bool require_helo;           /* MAIL before HELO/EHLO: 503 5.5.1 */
 	bool vrfy_enabled;           /* off: VRFY answers 252 */
 	bool expn_enabled;           /* off: EXPN answers 502 5.5.1 ... disabled */
+	bool strict_sync;            /* bytes already sent after DATA (before our 354):
+	                                554 5.5.0 and close (RFC 2920 3.1) */
 };
 
 /* A reply decided by a callback. text must not contain CR or LF; for a multi-line
@@ -101,6 +103,8 @@ void smtp_server_free(struct smtp_server *s);
 /* Produce the 220 greeting (or, with code 421/554, a refusal that closes). */
 void smtp_server_greet(struct smtp_server *s);
 void smtp_server_refuse(struct smtp_server *s, const char *enh, const char *text); /* 421 + close */
+/* The client talked when it had to wait (before the greeting): 554 5.5.0 + close. */
+void smtp_server_sync_error(struct smtp_server *s);
 
 /* Feed client bytes. Returns the number consumed (<= n); the glue keeps the rest and
  * feeds it again after commit_done. Never negative: protocol errors become replies. */

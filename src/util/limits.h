@@ -22,6 +22,12 @@
 #define TERN_MSG_SIZE_DEFAULT (35u * 1024u * 1024u)
 /* RFC 5321 4.5.3.2.7: server timeout waiting for a command, at least 5 minutes. */
 #define TERN_CMD_TIMEOUT_DEFAULT_S 300
+/* Minimum data rate while receiving message content, bytes per second (Postfix
+ * smtpd_min_data_rate): each byte received buys 1/rate s of deadline, capped at the
+ * command timeout, so a client trickling content is cut off at the command timeout. */
+#define TERN_MIN_DATA_RATE 500
+/* Longest greet_delay a listener may set (a pre-greeting talker test, as postscreen). */
+#define TERN_GREET_DELAY_MAX_S 60
 /* Errors in a session before 421 and close (Postfix smtpd_hard_error_limit is 20). */
 #define TERN_ERRORS_DEFAULT 20
 /* Connections: total and per client IP. */
