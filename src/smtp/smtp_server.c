@@ -21,7 +21,9 @@
  *   - SEND SOML SAML TURN ETRN ATRN STARTTLS AUTH: 502 5.5.1 (not implemented here);
  *   - addresses without angle brackets are accepted only with lenient_lf (the one
  *     "lenient client" switch a listener has).
- *   - bare CR in DATA content with lenient_lf: kept literally (only LF is relaxed).
+ *   - bare CR in DATA content is refused with lenient_lf too (only LF is relaxed, and
+ *     normalised to CRLF): the queue never holds a bare CR or LF, so nothing relayed
+ *     onward can carry a "<CR>.<CR>" that a lenient next hop might take as the end.
  */
 #include "smtp/smtp_server.h"
 
@@ -366,8 +368,7 @@ static void smtp_server_data_text(struct smtp_server *s, char c)
 /* A CR that is not followed by LF. */
 static void smtp_server_data_bare_cr(struct smtp_server *s)
 {
-	if (!s->opts.lenient_lf)
-		s->dflags |= SMTP_DF_BARE_CR;
+	s->dflags |= SMTP_DF_BARE_CR;
 	smtp_server_emit(s, "\r", 1);
 }
 

@@ -540,7 +540,8 @@ static const struct {
 	{ "a\nb\n.\n", "a\r\nb\r\n", "250 2.0.0 Ok: queued as Q1\r\n", true },
 	{ "a\r\nb\n.\r\n", "a\r\nb\r\n", "250 2.0.0 Ok: queued as Q1\r\n", true },
 	{ "..a\n.\n", ".a\r\n", "250 2.0.0 Ok: queued as Q1\r\n", true },
-	{ "a\rb\n.\n", "a\rb\r\n", "250 2.0.0 Ok: queued as Q1\r\n", true },
+	{ "a\rb\n.\n", NULL, "550 5.6.0 bare CR in message content not allowed\r\n", true },
+	{ "a\r\n.\rMAIL\n.\n", NULL, "550 5.6.0 bare CR in message content not allowed\r\n", true },
 	{ "\n.\n", "\r\n", "250 2.0.0 Ok: queued as Q1\r\n", true },
 };
 
