@@ -1036,6 +1036,66 @@ int spool_list(struct spool *sp, void (*cb)(void *arg, const char *qid), void *a
 	return spool_scan_queue(sp, false, cb, arg);
 }
 
+/* Move a queue file that cannot be read back (bad magic, bad record, torn: size
+ * record and length disagree) and its .done record to <spool>/corrupt/, where it is
+ * kept for a human and never delivered. */
+static void spool_quarantine(struct spool *sp, const char *qid, int err)
+{
+	char path[PATH_MAX], done[SPOOL_QID_MAX + 8];
+	int cfd = -1, r = 0;
+	if (snprintf(path, sizeof path, "%s/corrupt", sp->dir) >= (int)sizeof path) {
+		r = -ENAMETOOLONG;
+		goto fail;
+	}
+	if ((r = spool_mkdir(path)) < 0)
+		goto fail;
+	if ((cfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	snprintf(done, sizeof done, "%s.done", qid);
+	if (renameat(sp->queue_fd, qid, cfd, qid) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (renameat(sp->queue_fd, done, cfd, done) < 0 && errno != ENOENT)
+		r = -errno;
+	fsync(cfd);
+	fsync(sp->queue_fd);
+	log_error("qid=%s event=quarantined reason=\"%s\" moved-to=%s/%s", qid, strerror(-err),
+	          path, qid);
+fail:
+	if (r < 0)
+		log_error("qid=%s event=quarantine-failed reason=\"%s\" error=\"%s\"", qid,
+		          strerror(-err), strerror(-r));
+	if (cfd >= 0)
+		close(cfd);
+}
+
+struct spool_recover_ctx {
+	struct spool *sp;
+	void (*cb)(void *arg, const char *qid);
+	void *arg;
+};
+
+/* A queue file found at start-up: hand it on if it reads back, else quarantine it.
+ * I/O errors other than a damaged file leave it to delivery (which retries). */
+static void spool_recover_one(void *arg, const char *qid)
+{
+	struct spool_recover_ctx *rc = arg;
+	struct spool_envelope env;
+	uint64_t off;
+	int r = spool_read_envelope(rc->sp, qid, &env, &off);
+	if (r == 0 && env.nrcpts == 0)
+		r = -EBADMSG;
+	spool_envelope_free(&env); /* zeroed by a failed read, so always safe */
+	if (r == -EBADMSG || r == -EINVAL || r == -ERANGE) {
+		spool_quarantine(rc->sp, qid, r);
+		return;
+	}
+	rc->cb(rc->arg, qid);
+}
+
 int spool_recover(struct spool *sp, void (*cb)(void *arg, const char *qid), void *arg)
 {
 	int dfd = -1;
@@ -1057,5 +1117,6 @@ int spool_recover(struct spool *sp, void (*cb)(void *arg, const char *qid), void
 			log_info("qid=%s event=recover-discard-incoming", de->d_name);
 	}
 	closedir(d);
-	return spool_scan_queue(sp, true, cb, arg);
+	struct spool_recover_ctx rc = {.sp = sp, .cb = cb, .arg = arg};
+	return spool_scan_queue(sp, true, spool_recover_one, &rc);
 }

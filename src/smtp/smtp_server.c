@@ -131,6 +131,7 @@ struct smtp_server {
 	bool used_bdat;
 	uint64_t msg_size;
 	unsigned dflags;
+	bool write_enospc; /* the write error was "no space": 452 4.3.1, not 451 */
 
 	/* DATA decoder */
 	enum smtp_server_dstate dstate;
@@ -244,6 +245,7 @@ static void smtp_server_txn_reset(struct smtp_server *s)
 	s->used_bdat = false;
 	s->msg_size = 0;
 	s->dflags = 0;
+	s->write_enospc = false;
 	s->dlen = 0;
 	s->dstate = SMTP_DS_BOL;
 	s->line_octets = 0;
@@ -269,11 +271,27 @@ static void smtp_server_close(struct smtp_server *s)
 
 /* ---- content: staging, DATA decoder, BDAT --------------------------------- */
 
+static void smtp_server_write_result(struct smtp_server *s, int rc)
+{
+	if (rc < 0) {
+		s->dflags |= SMTP_DF_WRITE_ERR;
+		s->write_enospc = rc == -ENOSPC;
+	}
+}
+
+/* The reply for a local storage failure: a full disk is 452 4.3.1 (RFC 3463). */
+static void smtp_server_set_local_err(struct smtp_server_reply *r, int err)
+{
+	if (err == -ENOSPC)
+		smtp_server_set(r, 452, "4.3.1", "Insufficient system storage");
+	else
+		smtp_server_set(r, 451, "4.3.0", "Local error in processing");
+}
+
 static void smtp_server_flush(struct smtp_server *s)
 {
 	if (s->dlen > 0 && s->dflags == 0 && s->ops->data_write) {
-		if (s->ops->data_write(s->ctx, s->dbuf, s->dlen) < 0)
-			s->dflags |= SMTP_DF_WRITE_ERR;
+		smtp_server_write_result(s, s->ops->data_write(s->ctx, s->dbuf, s->dlen));
 	}
 	s->dlen = 0;
 }
@@ -289,8 +307,8 @@ static void smtp_server_emit(struct smtp_server *s, const char *p, size_t k)
 	}
 	s->msg_size += k;
 	if (s->dlen == 0 && k >= SMTP_SERVER_DBUF) {
-		if (s->ops->data_write && s->ops->data_write(s->ctx, p, k) < 0)
-			s->dflags |= SMTP_DF_WRITE_ERR;
+		if (s->ops->data_write)
+			smtp_server_write_result(s, s->ops->data_write(s->ctx, p, k));
 		return;
 	}
 	while (k > 0 && s->dflags == 0) {
@@ -330,7 +348,7 @@ static void smtp_server_finish(struct smtp_server *s)
 	else if (s->dflags & SMTP_DF_TOO_BIG)
 		smtp_server_set(&r, 552, "5.3.4", "Message size exceeds fixed limit");
 	else if (s->dflags & SMTP_DF_WRITE_ERR || !s->data_open)
-		smtp_server_set(&r, 451, "4.3.0", "Local error in processing");
+		smtp_server_set_local_err(&r, s->write_enospc ? -ENOSPC : -EIO);
 	if (r.code != 0) {
 		smtp_server_txn_end(s);
 		smtp_server_respond(s, &r, false);
@@ -457,8 +475,10 @@ static void smtp_server_bdat_chunk_end(struct smtp_server *s)
 	}
 	smtp_server_flush(s);
 	if (s->dflags & SMTP_DF_WRITE_ERR) {
+		struct smtp_server_reply e;
+		smtp_server_set_local_err(&e, s->write_enospc ? -ENOSPC : -EIO);
 		smtp_server_txn_end(s);
-		smtp_server_say(s, false, 451, "4.3.0", "Local error in processing");
+		smtp_server_respond(s, &e, false);
 		return;
 	}
 	smtp_server_enter_state(s, SMTP_ST_BDAT_WAIT);
@@ -824,14 +844,17 @@ static void smtp_server_run_data(struct smtp_server *s, struct smtp_server_args 
 		smtp_server_set(r, 554, "5.5.0", "Error: SMTP protocol synchronization");
 		return;
 	}
-	if (s->ops->data_begin &&
-	    s->ops->data_begin(s->ctx, &s->from, &s->params, s->rcpts, s->nrcpts) < 0) {
-		smtp_server_set(r, 451, "4.3.0", "Local error in processing");
+	int brc = s->ops->data_begin ? s->ops->data_begin(s->ctx, &s->from, &s->params, s->rcpts,
+	                                                  s->nrcpts)
+	                             : 0;
+	if (brc < 0) {
+		smtp_server_set_local_err(r, brc);
 		return;
 	}
 	s->data_open = true;
 	s->msg_size = 0;
 	s->dflags = 0;
+	s->write_enospc = false;
 	s->dlen = 0;
 	s->dstate = SMTP_DS_BOL;
 	s->line_octets = 0;
@@ -884,15 +907,18 @@ static void smtp_server_run_bdat(struct smtp_server *s, struct smtp_server_args 
 		smtp_server_set(&s->bdat_reply, 552, "5.3.4", "Message size exceeds fixed limit");
 	} else if (s->state == SMTP_ST_RCPT) {
 		s->used_bdat = true;
-		if (s->ops->data_begin &&
-		    s->ops->data_begin(s->ctx, &s->from, &s->params, s->rcpts, s->nrcpts) < 0) {
+		int brc = s->ops->data_begin ? s->ops->data_begin(s->ctx, &s->from, &s->params,
+		                                                  s->rcpts, s->nrcpts)
+		                             : 0;
+		if (brc < 0) {
 			s->bdat_discard = true;
 			s->bdat_txn_fail = true;
-			smtp_server_set(&s->bdat_reply, 451, "4.3.0", "Local error in processing");
+			smtp_server_set_local_err(&s->bdat_reply, brc);
 		} else {
 			s->data_open = true;
 			s->msg_size = 0;
 			s->dflags = 0;
+			s->write_enospc = false;
 			s->dlen = 0;
 		}
 	}

@@ -1,0 +1,83 @@
+/* faultshim.c - LD_PRELOAD fault injector for tests/e2e/test_faults.py.
+ *
+ * While the file named by $FAULTSHIM_CTL exists, its first word selects a fault for
+ * file descriptors whose path contains "/spool/" (ternd's queue):
+ *   enospc  write(2) fails with ENOSPC
+ *   short   write(2) writes at most 7 bytes (a legal short count, not an error)
+ *   eio     fsync/fdatasync/syncfs fail with EIO
+ * Remove the file and everything works again (service must resume). Anything else
+ * (sockets, logs, Maildirs) is never touched. Test-only; not part of ternd. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int faultshim_mode(char *out, size_t outsz)
+{
+	const char *ctl = getenv("FAULTSHIM_CTL");
+	if (ctl == NULL)
+		return -1;
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, ctl, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = syscall(SYS_read, fd, out, outsz - 1);
+	syscall(SYS_close, fd);
+	if (n <= 0)
+		return -1;
+	out[n] = '\0';
+	out[strcspn(out, " \t\r\n")] = '\0';
+	return 0;
+}
+
+static int faultshim_is_spool(int fd)
+{
+	char p[64], t[4096];
+	snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(p, t, sizeof t - 1);
+	if (n < 0)
+		return 0;
+	t[n] = '\0';
+	return strstr(t, "/spool/") != NULL;
+}
+
+static int faultshim_hit(int fd, const char *mode)
+{
+	char m[32];
+	return faultshim_mode(m, sizeof m) == 0 && strcmp(m, mode) == 0 && faultshim_is_spool(fd);
+}
+
+ssize_t write(int fd, const void *buf, size_t n)
+{
+	static ssize_t (*real)(int, const void *, size_t);
+	if (real == NULL)
+		real = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+	if (faultshim_hit(fd, "enospc")) {
+		errno = ENOSPC;
+		return -1;
+	}
+	if (n > 7 && faultshim_hit(fd, "short"))
+		n = 7;
+	return real(fd, buf, n);
+}
+
+#define FAULTSHIM_SYNC(name)                                                       \
+	int name(int fd)                                                           \
+	{                                                                          \
+		static int (*real)(int);                                           \
+		if (real == NULL)                                                  \
+			real = (int (*)(int))dlsym(RTLD_NEXT, #name);              \
+		if (faultshim_hit(fd, "eio")) {                                    \
+			errno = EIO;                                               \
+			return -1;                                                 \
+		}                                                                  \
+		return real(fd);                                                   \
+	}
+
+FAULTSHIM_SYNC(fsync)
+FAULTSHIM_SYNC(fdatasync)
+FAULTSHIM_SYNC(syncfs)
