@@ -13,6 +13,7 @@
 #include "client/client_cmd.h"
 #include "client/client_io.h"
 #include "policy/config.h"
+#include "policy/sasl.h"
 
 void client_usage(void)
 {
@@ -66,8 +67,10 @@ int client_passwd_main(int argc, char **argv)
 			prefix = "$2b$";
 		} else if (strcmp(argv[i], "--yescrypt") == 0) {
 			prefix = "$y$";
+		} else if (strcmp(argv[i], "--scram") == 0) {
+			prefix = NULL; /* SCRAM-SHA-256 stored keys (policy/sasl.h) */
 		} else {
-			fputs("usage: tern passwd [--yescrypt|--sha512|--bcrypt]\n"
+			fputs("usage: tern passwd [--yescrypt|--sha512|--bcrypt|--scram]\n"
 			      "reads the password from the terminal (twice, no echo) or one line of "
 			      "stdin;\nprints its crypt(3) hash (yescrypt \"$y$...\" by default)\n",
 			      strcmp(argv[i], "--help") == 0 ? stdout : stderr);
@@ -96,6 +99,17 @@ int client_passwd_main(int argc, char **argv)
 		fprintf(stderr, "tern: empty password\n");
 		ex = EX_DATAERR;
 		goto fail;
+	}
+	if (prefix == NULL) {
+		char sec[300];
+
+		if (sasl_scram_secret(pw, SASL_SCRAM_ITER_DEFAULT, sec, sizeof sec) < 0) {
+			fprintf(stderr, "tern: cannot compute the SCRAM keys\n");
+			ex = EX_SOFTWARE;
+			goto fail;
+		}
+		printf("%s\n", sec);
+		goto fail; /* done: same cleanup */
 	}
 	if (crypt_gensalt_rn(prefix, 0, NULL, 0, salt, sizeof salt) == NULL) {
 		fprintf(stderr, "tern: crypt_gensalt: %s\n", strerror(errno));

@@ -37,6 +37,8 @@ struct local_item {
 
 struct local_delivery {
 	struct spool *sp;
+	bool (*is_local)(void *arg, const char *domain);
+	void *is_local_arg;
 	char data_dir[PATH_MAX];
 	char pattern[PATH_MAX];
 	char hostname[256];
@@ -247,7 +249,7 @@ static int local_deliver_one(struct local_delivery *ld, const char *qid)
 	char path[PATH_MAX], mbox[PATH_MAX], name[600], e1[300], e2[300];
 	uint64_t body_off = 0;
 	int fd = -1, r, result = 0;
-	size_t ndone = 0;
+	size_t ndone = 0, nremote = 0;
 
 	buf_init(&pre, 0);
 	r = spool_read_envelope(ld->sp, qid, &env, &body_off);
@@ -281,6 +283,11 @@ static int local_deliver_one(struct local_delivery *ld, const char *qid)
 		if (rc->done)
 			continue;
 		log_escape(e1, sizeof e1, rc->orig, strlen(rc->orig));
+		if (ld->is_local != NULL && !ld->is_local(ld->is_local_arg, rc->domain)) {
+			/* accepted for relaying: stays in the queue for outbound delivery */
+			nremote++;
+			continue;
+		}
 		r = local_mailbox_path(ld->data_dir, ld->pattern, rc->user, rc->domain, mbox,
 		                       sizeof mbox);
 		if (r == 0)
@@ -302,6 +309,8 @@ static int local_deliver_one(struct local_delivery *ld, const char *qid)
 			         "note=\"may be delivered twice\"",
 			         qid, e1, strerror(-r));
 	}
+	if (nremote > 0 && ndone + nremote == env.nrcpts)
+		log_info("qid=%s event=waiting-for-relay rcpts=%zu", qid, nremote);
 	if (ndone == env.nrcpts) {
 		if ((r = spool_remove(ld->sp, qid)) < 0 && r != -ENOENT)
 			log_warn("qid=%s event=remove-failed error=\"%s\"", qid, strerror(-r));
@@ -395,6 +404,8 @@ int local_delivery_start(struct local_delivery **out, struct spool *sp,
 	if (ld == NULL)
 		return -ENOMEM;
 	ld->sp = sp;
+	ld->is_local = o->is_local;
+	ld->is_local_arg = o->is_local_arg;
 	ld->nthreads = o->threads ? o->threads : 1;
 	ld->retry_first_s = o->retry_first_s ? o->retry_first_s : 60;
 	ld->retry_max_s = o->retry_max_s ? o->retry_max_s : 3600;

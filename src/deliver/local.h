@@ -4,6 +4,7 @@
 #ifndef TERN_LOCAL_H
 #define TERN_LOCAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct spool;
@@ -16,6 +17,11 @@ struct local_delivery_opts {
 	unsigned threads;            /* worker threads, >= 1 */
 	unsigned retry_first_s;      /* first retry after a failure (default 60) */
 	unsigned retry_max_s;        /* backoff cap (default 3600) */
+	/* Is this recipient domain delivered here? NULL: every domain is. Called on the
+	 * worker threads, so it must be thread-safe. Recipients in other domains (mail
+	 * accepted for relaying) are left in the queue, not done, for outbound delivery. */
+	bool (*is_local)(void *arg, const char *domain);
+	void *is_local_arg;
 };
 
 int local_delivery_start(struct local_delivery **out, struct spool *sp,

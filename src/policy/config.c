@@ -20,6 +20,8 @@
 
 #define CONFIG_DEFAULT_LISTENER "127.0.0.1:2525"
 #define CONFIG_DELIVERY_THREADS_DEFAULT 2
+#define CONFIG_AUTH_FAIL_DELAY_DEFAULT 2
+#define CONFIG_AUTH_MAX_FAILURES_DEFAULT 3
 #define CONFIG_DELIVERY_THREADS_MAX 256
 
 /* ---- listeners ---- */
@@ -231,6 +233,8 @@ struct config *config_default(void)
 	c->max_conn_per_ip = TERN_CONN_PER_IP_DEFAULT;
 	c->delivery_threads = CONFIG_DELIVERY_THREADS_DEFAULT;
 	c->use_syslog = false;
+	c->auth_fail_delay = CONFIG_AUTH_FAIL_DELAY_DEFAULT;
+	c->auth_max_failures = CONFIG_AUTH_MAX_FAILURES_DEFAULT;
 	if (config_listener_parse(CONFIG_DEFAULT_LISTENER, &l, msg, sizeof(msg)) < 0)
 		goto fail;
 	l.lenient_lf = true;
@@ -295,6 +299,8 @@ struct config_parse {
 	unsigned accept_any_line;
 	bool check_users_set;
 	unsigned check_users_line;
+	bool tls_set;                   /* current listener section set tls= / auth= */
+	bool auth_set;
 };
 
 struct config_key {
@@ -593,6 +599,129 @@ static int config_k_greet_delay(struct config_parse *p, char *val)
 	return rc;
 }
 
+/* ---- TLS, AUTH, relay, privileges (docs/CONFIG.md "TLS, AUTH and submission") ---- */
+
+static int config_k_tls(struct config_parse *p, char *val)
+{
+	if (strcasecmp(val, "none") == 0)
+		p->l->tls = CONFIG_TLS_NONE;
+	else if (strcasecmp(val, "starttls") == 0)
+		p->l->tls = CONFIG_TLS_STARTTLS;
+	else if (strcasecmp(val, "implicit") == 0)
+		p->l->tls = CONFIG_TLS_IMPLICIT;
+	else
+		return CONFIG_PERR(p, "tls: expected none, starttls or implicit, not '%s'", val);
+	p->tls_set = true;
+	return 0;
+}
+
+static int config_k_tls_file(struct config_parse *p, const char *key, char *val, char *dst,
+                             size_t dstsz)
+{
+	int rc = config_path(p, key, val, dst, dstsz);
+
+	if (rc < 0)
+		return rc;
+	if (access(dst, R_OK) != 0)
+		return CONFIG_PERR(p, "%s: cannot read '%s': %s", key, dst, strerror(errno));
+	return 0;
+}
+
+static int config_k_tls_cert(struct config_parse *p, char *val)
+{
+	return config_k_tls_file(p, "tls_cert", val, p->l->tls_cert, sizeof(p->l->tls_cert));
+}
+
+static int config_k_tls_key(struct config_parse *p, char *val)
+{
+	return config_k_tls_file(p, "tls_key", val, p->l->tls_key, sizeof(p->l->tls_key));
+}
+
+static int config_k_require_tls(struct config_parse *p, char *val)
+{
+	return config_parse_bool(p, "require_tls", val, &p->l->require_tls);
+}
+
+static int config_k_auth(struct config_parse *p, char *val)
+{
+	p->auth_set = true;
+	return config_parse_bool(p, "auth", val, &p->l->auth);
+}
+
+static int config_k_allow_plaintext_auth(struct config_parse *p, char *val)
+{
+	return config_parse_bool(p, "allow_plaintext_auth", val, &p->l->allow_plaintext_auth);
+}
+
+static int config_k_submission(struct config_parse *p, char *val)
+{
+	return config_parse_bool(p, "submission", val, &p->l->submission);
+}
+
+static int config_k_trusted_networks(struct config_parse *p, char *val)
+{
+	char msg[200];
+	int rc = config_cidr_list_parse(val, p->c->trusted, CONFIG_CIDR_MAX, &p->c->ntrusted, msg,
+	                                sizeof(msg));
+
+	if (rc < 0)
+		return CONFIG_PERR(p, "trusted_networks: %s", msg);
+	return 0;
+}
+
+static int config_k_auth_fail_delay(struct config_parse *p, char *val)
+{
+	return config_parse_uint(p, "auth_fail_delay", val, 0, 60, &p->c->auth_fail_delay);
+}
+
+static int config_k_auth_max_failures(struct config_parse *p, char *val)
+{
+	return config_parse_uint(p, "auth_max_failures", val, 1, 100, &p->c->auth_max_failures);
+}
+
+static int config_k_user(struct config_parse *p, char *val)
+{
+	if (!config_is_valid_local(val))
+		return CONFIG_PERR(p, "user: '%s' is not a valid user name", val);
+	return config_set_str(p, "user", val, p->c->run_user, sizeof(p->c->run_user));
+}
+
+/* A listener section is complete: defaults that depend on other keys, then checks. */
+static int config_listener_finish(struct config_parse *p)
+{
+	struct config_listener *l = p->l;
+
+	if (l == NULL)
+		return 0;
+	if (!p->tls_set && l->tls_cert[0] != '\0')
+		l->tls = CONFIG_TLS_STARTTLS;
+	if (!p->auth_set && l->submission)
+		l->auth = true;
+	p->tls_set = p->auth_set = false;
+	if (l->tls != CONFIG_TLS_NONE && (l->tls_cert[0] == '\0' || l->tls_key[0] == '\0'))
+		return config_err(p->err, p->errsz, p->path, l->line,
+		                  "listener %s: tls needs tls_cert and tls_key", l->name);
+	if ((l->tls_cert[0] != '\0') != (l->tls_key[0] != '\0'))
+		return config_err(p->err, p->errsz, p->path, l->line,
+		                  "listener %s: tls_cert and tls_key go together", l->name);
+	if (l->require_tls && l->tls != CONFIG_TLS_STARTTLS)
+		return config_err(p->err, p->errsz, p->path, l->line,
+		                  "listener %s: require_tls needs tls = starttls (implicit TLS is "
+		                  "always encrypted)", l->name);
+	if (l->submission && !l->auth)
+		return config_err(p->err, p->errsz, p->path, l->line,
+		                  "listener %s: submission needs auth = yes", l->name);
+	if (l->auth && l->tls == CONFIG_TLS_NONE && !l->allow_plaintext_auth)
+		return config_err(p->err, p->errsz, p->path, l->line,
+		                  "listener %s: auth without TLS needs allow_plaintext_auth = yes "
+		                  "(passwords would cross the network in clear)", l->name);
+	if (l->auth && p->c->users == NULL)
+		return config_err(p->err, p->errsz, p->path, l->line,
+		                  "listener %s: auth needs a users file (users = FILE above)",
+		                  l->name);
+	return 0;
+}
+
 static const struct config_key config_keys[] = {
 	{"hostname", CONFIG_SC_GLOBAL, false, config_k_hostname},
 	{"data_dir", CONFIG_SC_GLOBAL, false, config_k_data_dir},
@@ -615,6 +744,17 @@ static const struct config_key config_keys[] = {
 	{"expn", CONFIG_SC_LISTENER, false, config_k_expn},
 	{"require_helo", CONFIG_SC_LISTENER, false, config_k_require_helo},
 	{"greet_delay", CONFIG_SC_LISTENER, false, config_k_greet_delay},
+	{"trusted_networks", CONFIG_SC_GLOBAL, true, config_k_trusted_networks},
+	{"auth_fail_delay", CONFIG_SC_GLOBAL, false, config_k_auth_fail_delay},
+	{"auth_max_failures", CONFIG_SC_GLOBAL, false, config_k_auth_max_failures},
+	{"user", CONFIG_SC_GLOBAL, false, config_k_user},
+	{"tls", CONFIG_SC_LISTENER, false, config_k_tls},
+	{"tls_cert", CONFIG_SC_LISTENER, false, config_k_tls_cert},
+	{"tls_key", CONFIG_SC_LISTENER, false, config_k_tls_key},
+	{"require_tls", CONFIG_SC_LISTENER, false, config_k_require_tls},
+	{"auth", CONFIG_SC_LISTENER, false, config_k_auth},
+	{"allow_plaintext_auth", CONFIG_SC_LISTENER, false, config_k_allow_plaintext_auth},
+	{"submission", CONFIG_SC_LISTENER, false, config_k_submission},
 };
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -649,7 +789,11 @@ static int config_section(struct config_parse *p, char *s)
 		                      "[listener 0.0.0.0:25]");
 	if (config_listener_parse(spec, &l, msg, sizeof(msg)) < 0)
 		return CONFIG_PERR(p, "bad listener: %s", msg);
+	rc = config_listener_finish(p);
+	if (rc < 0)
+		return rc;
 	l.lenient_lf = false;
+	l.line = p->lineno;
 	rc = config_listener_append(p->c, &l);
 	if (rc == -EEXIST)
 		return CONFIG_PERR(p, "duplicate listener %s", l.name);
@@ -716,6 +860,8 @@ static int config_finish(struct config_parse *p)
 	struct config_listener l;
 	char msg[400];
 
+	if (config_listener_finish(p) < 0)
+		return -EINVAL;
 	if (c->nlisteners == 0) {
 		if (config_listener_parse(CONFIG_DEFAULT_LISTENER, &l, msg, sizeof(msg)) < 0)
 			return config_err(p->err, p->errsz, p->path, 0, "%s", msg);

@@ -11,6 +11,8 @@
 
 #define CONFIG_LISTENERS_MAX 16
 
+enum config_tls { CONFIG_TLS_NONE, CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT };
+
 struct config_listener {
 	char name[300];               /* as written: "127.0.0.1:2525", "[::1]:25" */
 	struct sockaddr_storage sa;   /* resolved numeric address */
@@ -21,7 +23,25 @@ struct config_listener {
 	bool require_helo;            /* MAIL before HELO/EHLO refused */
 	unsigned greet_delay;         /* seconds to wait before the 220; a client that
 	                                 talks meanwhile gets 554 5.5.0 (0 = greet at once) */
+	/* TLS and AUTH (issue 5; docs/CONFIG.md "TLS, AUTH and submission") */
+	enum config_tls tls;          /* none, starttls or implicit (default: starttls when a
+	                                 certificate is given, else none) */
+	char tls_cert[512];           /* PEM certificate chain path ("" = none) */
+	char tls_key[512];            /* PEM private key path */
+	bool require_tls;             /* MAIL and AUTH before STARTTLS: 530 5.7.0 */
+	bool auth;                    /* AUTH offered (needs a users file) */
+	bool allow_plaintext_auth;    /* AUTH also without TLS (loopback, tests) */
+	bool submission;              /* MAIL needs AUTH first (530 5.7.0) */
+	unsigned line;                /* line of the [listener] header (0: not from a file) */
 };
+
+/* A trusted network (CIDR) allowed to relay without AUTH. */
+struct config_cidr {
+	int family;                   /* AF_INET or AF_INET6 */
+	unsigned char addr[16];       /* network address, host bits zero */
+	unsigned prefix;              /* 0..32 or 0..128 */
+};
+#define CONFIG_CIDR_MAX 64
 
 struct config_alias; /* opaque: name -> list of targets */
 struct config_users; /* opaque: set of known users (user@domain or user) */
@@ -47,6 +67,12 @@ struct config {
 	unsigned max_conn_per_ip;     /* per client IP */
 	unsigned delivery_threads;    /* local delivery workers, default 2 */
 	bool use_syslog;              /* log to syslog instead of stderr */
+	struct config_cidr trusted[CONFIG_CIDR_MAX]; /* trusted_networks (relay without AUTH) */
+	size_t ntrusted;
+	unsigned auth_fail_delay;     /* seconds added per failed AUTH in a session */
+	unsigned auth_max_failures;   /* failed AUTHs in a session before 421 and close */
+	char run_user[64];            /* user= : drop to it when started as root ("": "tern"
+	                                 if that user exists) */
 
 	struct config_listener listeners[CONFIG_LISTENERS_MAX];
 	size_t nlisteners;
@@ -61,6 +87,9 @@ void config_free(struct config *c);
 /* Add/replace listeners from a "ADDR:PORT" string ("[v6]:port" for IPv6).
  * replace=true drops the configured ones first (first --listen on the command line). */
 int config_add_listener(struct config *c, const char *spec, bool replace, char *err, size_t errsz);
+
+/* Is the client address in trusted_networks? */
+bool config_is_trusted(const struct config *c, const struct sockaddr *sa);
 
 /* Policy queries (no I/O). Domain compare is case-insensitive. */
 bool config_is_local_domain(const struct config *c, const char *domain);

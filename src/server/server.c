@@ -9,13 +9,19 @@
  *
  * A connection whose commit is in flight is never freed: if its client goes away
  * it is marked dead and freed when the commit completes (the 250 promise holds for
- * the queue even when the client cannot hear it).
+ * the queue even when the client cannot hear it). The same holds while a password
+ * check runs on the authcheck thread (auth_pending).
  *
  * Deadlines (checked from the one-second tick): a command must be complete within
  * command_timeout of the previous reply (bytes trickling in do not extend it, so a
  * one-byte-per-second client is cut off); message content must arrive at
  * TERN_MIN_DATA_RATE or faster. A listener's greet_delay holds the 220 back; a
  * client that talks before it gets 554 5.5.0 (the engine never sees those bytes).
+ *
+ * TLS goes through the connection type in tls.c: server_conn_recv/_send pick the
+ * plain socket or the TLS session. STARTTLS: the engine answers 220 and stops; this
+ * file sends the 220, drops every byte still buffered (RFC 3207 4.2, CVE-2011-0411),
+ * runs the handshake on the loop and tells the engine to start over.
  */
 #include "server/server.h"
 
@@ -37,11 +43,15 @@
 
 #include "deliver/local.h"
 #include "policy/config.h"
+#include "policy/sasl.h"
 #include "queue/spool.h"
+#include "server/authcheck.h"
 #include "server/envelope.h"
 #include "server/ev.h"
 #include "server/ipcount.h"
 #include "server/pickup.h"
+#include "server/privdrop.h"
+#include "server/tls.h"
 #include "smtp/smtp_server.h"
 #include "util/buf.h"
 #include "util/limits.h"
@@ -50,6 +60,10 @@
 #define SERVER_READ_CHUNK 65536
 #define SERVER_INBUF_MAX (4 * SERVER_READ_CHUNK)
 #define SERVER_STOP_GRACE_S 10
+/* A TLS handshake must finish within this many seconds. */
+#define SERVER_HANDSHAKE_S 30
+/* The longest delay added after failed AUTH attempts. */
+#define SERVER_AUTH_DELAY_MAX_S 15
 
 /* A configuration shared by the sessions started under it; freed with the last. */
 struct server_cfg {
@@ -60,6 +74,7 @@ struct server_cfg {
 struct server_listener {
 	int fd;
 	struct config_listener l; /* copy: survives config reloads */
+	struct tls_ctx *tls;      /* certificate and key; NULL without TLS; SIGHUP reloads */
 };
 
 struct conn;
@@ -67,6 +82,7 @@ struct conn;
 struct server {
 	struct ev_loop *loop;
 	struct server_cfg *cfg;
+	struct server_cfg *deliver_cfg; /* the startup config, fixed for local delivery */
 	char *config_path;
 	struct server_listener listeners[CONFIG_LISTENERS_MAX];
 	size_t nlisteners;
@@ -74,6 +90,7 @@ struct server {
 	struct local_delivery *ld;
 	struct pickup *pickup; /* maildrop left by `tern sendmail` */
 	struct ipcount *ipc;
+	struct authcheck *authc;
 	int sigfd;
 	unsigned nconns;     /* connections alive or waiting for a commit */
 	struct conn *conns;  /* list of all of them */
@@ -107,6 +124,18 @@ struct conn {
 	size_t nrcpts;
 	uint64_t size;
 	time_t deadline;
+	/* TLS */
+	size_t listener;      /* index in srv->listeners */
+	struct tls_conn *tls; /* NULL: plain socket */
+	bool handshaking;     /* tls set, handshake not finished */
+	/* AUTH */
+	bool trusted;         /* client address in trusted_networks */
+	struct sasl *sasl;    /* exchange in progress */
+	bool auth_pending;    /* password check in flight on the authcheck thread */
+	bool auth_delayed;    /* failure answer held back until auth_answer_at */
+	time_t auth_answer_at;
+	unsigned auth_failures;
+	char auth_user[SASL_USER_MAX + 1]; /* "" until authenticated */
 };
 
 static time_t server_now(void)
@@ -157,6 +186,8 @@ static void server_conn_free(struct conn *c)
 		c->msg = NULL;
 	}
 	smtp_server_free(c->s);
+	sasl_free(c->sasl);
+	tls_conn_free(c->tls);
 	buf_free(&c->in);
 	server_cfg_unref(c->cfg);
 	server_conn_unlink(c);
@@ -171,12 +202,14 @@ static void server_conn_close(struct conn *c, const char *why)
 		if (c->registered)
 			ev_del(c->srv->loop, c->fd);
 		c->registered = false;
+		if (c->tls != NULL && !c->handshaking)
+			tls_conn_shutdown(c->tls);
 		close(c->fd);
 		c->fd = -1;
 		ipcount_dec(c->srv->ipc, (struct sockaddr *)&c->peer);
 	}
 	c->dead = true;
-	if (!c->commit_pending)
+	if (!c->commit_pending && !c->auth_pending)
 		server_conn_free(c);
 }
 
@@ -235,6 +268,37 @@ static void server_on_mail(void *ctx, const struct smtp_addr *from,
 		server_reply(r, 501, "5.1.7", "Bad sender address syntax");
 }
 
+/* THE relay decision (issue 5; outbound delivery, issue 6, routes what it accepts).
+ * Returns 0 when the recipient may be accepted as far as relaying goes (local users
+ * are checked after), or 1 with r set.
+ *   - A client may relay (recipient in a non-local domain) only when its session is
+ *     authenticated or its address is in trusted_networks. Others: 554 5.7.1.
+ *   - Untrusted clients may not smuggle a relay through a local address either:
+ *     a local part with '%', '!' or '@' (user%evil@local, evil!user@local,
+ *     "user@evil"@local) and address literals (user@[192.0.2.1]) are refused the
+ *     same way. Source routes (<@local:user@evil>) are already dropped by the parser,
+ *     which leaves user@evil: non-local.
+ *   - Capture mode (accept_any_domain) delivers everything here and never relays,
+ *     so none of this applies there.
+ * Relayed recipients stay in the queue for the outbound delivery code; local
+ * delivery leaves them alone (local_delivery_opts.is_local). */
+static int server_rcpt_policy(struct conn *c, const struct smtp_addr *to, const char *user,
+                              const char *domain, struct smtp_reply *r)
+{
+	const struct config *cfg = c->cfg->c;
+	bool may_relay = c->trusted || smtp_server_is_authenticated(c->s);
+
+	if (cfg->accept_any_domain || may_relay)
+		return 0;
+	if (to->domain[0] == '[' || strpbrk(user, "%!@") != NULL ||
+	    !server_domain_is_local(cfg, domain)) {
+		log_info("sid=%s event=relay-denied client=%s", c->sid, c->ip);
+		server_reply(r, 554, "5.7.1", "Relay access denied");
+		return 1;
+	}
+	return 0;
+}
+
 static void server_on_rcpt(void *ctx, const struct smtp_addr *to, struct smtp_reply *r)
 {
 	struct conn *c = ctx;
@@ -247,10 +311,10 @@ static void server_on_rcpt(void *ctx, const struct smtp_addr *to, struct smtp_re
 		server_reply(r, 501, "5.1.3", "Bad recipient address syntax");
 		return;
 	}
-	if (!server_domain_is_local(cfg, domain)) {
-		server_reply(r, 550, "5.7.1", "Relaying denied");
+	if (server_rcpt_policy(c, to, user, domain, r) != 0)
 		return;
-	}
+	if (!server_domain_is_local(cfg, domain))
+		return; /* relayed: accepted into the queue for outbound delivery */
 	if (!config_is_known_user(cfg, user, domain)) {
 		server_reply(r, 550, "5.1.1", "Recipient address rejected: user unknown");
 		return;
@@ -381,10 +445,16 @@ static int server_write_received(struct conn *c, const struct smtp_addr *rcpts, 
 	fwd[0] = '\0';
 	if (nrcpts == 1 && smtp_addr_format(&rcpts[0], rcpt, sizeof rcpt) >= 0)
 		snprintf(fwd, sizeof fwd, "\r\n\tfor <%s>", rcpt);
+	char tls[200] = "";
+	if (c->tls != NULL && !c->handshaking)
+		snprintf(tls, sizeof tls, "\r\n\t(using %s with cipher %s (%d/%d bits))",
+		         tls_conn_version(c->tls), tls_conn_cipher(c->tls), tls_conn_bits(c->tls),
+		         tls_conn_bits(c->tls));
 	struct buf b;
 	buf_init(&b, 4096);
-	int rc = buf_printf(&b, "Received: from %s ([%s])\r\n\tby %s (tern) with %s id %s%s;\r\n\t%s\r\n",
-	                    helo[0] ? helo : "unknown", c->ip, cfg->hostname,
+	int rc = buf_printf(&b,
+	                    "Received: from %s ([%s])%s\r\n\tby %s (tern) with %s id %s%s;\r\n\t%s\r\n",
+	                    helo[0] ? helo : "unknown", c->ip, tls, cfg->hostname,
 	                    smtp_server_protocol(c->s), c->qid, fwd, date);
 	if (rc == 0)
 		rc = spool_msg_write(c->msg, b.ptr, b.len);
@@ -482,6 +552,154 @@ static void server_on_data_abort(void *ctx)
 	}
 }
 
+/* ---- engine callbacks: AUTH ---- */
+
+static void server_conn_update(struct conn *c);
+
+/* The users-file secret for a SASL user name: "user@domain" or a bare "user". */
+static const char *server_auth_lookup(void *arg, const char *user)
+{
+	struct conn *c = arg;
+	char u[SASL_USER_MAX + 1];
+	char *at;
+
+	snprintf(u, sizeof u, "%s", user);
+	at = strrchr(u, '@');
+	if (at == NULL)
+		return config_user_hash(c->cfg->c, u, NULL);
+	*at = '\0';
+	return config_user_hash(c->cfg->c, u, at + 1);
+}
+
+static void server_auth_user_log(const struct conn *c, char *out, size_t outsz)
+{
+	const char *u = c->sasl ? sasl_user(c->sasl) : "";
+
+	log_escape(out, outsz, u, strlen(u));
+}
+
+static void server_auth_success(struct conn *c)
+{
+	char u[128];
+
+	server_auth_user_log(c, u, sizeof u);
+	snprintf(c->auth_user, sizeof c->auth_user, "%s", sasl_user(c->sasl));
+	log_info("sid=%s event=auth result=ok client=%s user=\"%s\"", c->sid, c->ip, u);
+	sasl_free(c->sasl);
+	c->sasl = NULL;
+	smtp_server_auth_answer(c->s, SMTP_AUTH_OK, NULL, 0);
+}
+
+/* A failure is answered after a delay that grows with each failure; after
+ * auth_max_failures the session ends. */
+static void server_auth_failed(struct conn *c)
+{
+	const struct config *cfg = c->cfg->c;
+	char u[128];
+	unsigned delay;
+
+	server_auth_user_log(c, u, sizeof u);
+	c->auth_failures++;
+	log_warn("sid=%s event=auth result=failed client=%s user=\"%s\" failures=%u", c->sid, c->ip,
+	         u, c->auth_failures);
+	sasl_free(c->sasl);
+	c->sasl = NULL;
+	delay = cfg->auth_fail_delay * c->auth_failures;
+	if (delay > SERVER_AUTH_DELAY_MAX_S)
+		delay = SERVER_AUTH_DELAY_MAX_S;
+	if (delay > 0) {
+		c->auth_delayed = true;
+		c->auth_answer_at = server_now() + delay;
+		return; /* the tick answers */
+	}
+	smtp_server_auth_answer(c->s, SMTP_AUTH_FAIL, NULL, 0);
+	if (c->auth_failures >= cfg->auth_max_failures)
+		smtp_server_refuse(c->s, "4.7.0", "Error: too many authentication failures");
+}
+
+static void server_auth_delayed_answer(struct conn *c)
+{
+	c->auth_delayed = false;
+	smtp_server_auth_answer(c->s, SMTP_AUTH_FAIL, NULL, 0);
+	if (c->auth_failures >= c->cfg->c->auth_max_failures)
+		smtp_server_refuse(c->s, "4.7.0", "Error: too many authentication failures");
+	server_conn_update(c);
+}
+
+static void server_on_auth_checked(void *arg, int rc)
+{
+	struct conn *c = arg;
+
+	c->auth_pending = false;
+	if (c->dead) {
+		if (!c->commit_pending)
+			server_conn_free(c);
+		return;
+	}
+	if (rc == 0)
+		server_auth_success(c);
+	else
+		server_auth_failed(c);
+	server_conn_update(c);
+}
+
+static void server_on_auth(void *ctx, const char *mech, const unsigned char *resp, size_t n,
+                           bool has_resp)
+{
+	struct conn *c = ctx;
+	unsigned char out[512];
+	size_t outlen = 0;
+	const char *secret;
+
+	if (c->sasl == NULL) {
+		c->sasl = sasl_new(mech);
+		if (c->sasl == NULL) {
+			smtp_server_auth_answer(c->s, SMTP_AUTH_TEMPFAIL, NULL, 0);
+			return;
+		}
+	}
+	switch (sasl_step(c->sasl, resp, n, has_resp, server_auth_lookup, c, out, sizeof out,
+	                  &outlen)) {
+	case SASL_R_CONTINUE:
+		smtp_server_auth_answer(c->s, SMTP_AUTH_CONTINUE, out, outlen);
+		return;
+	case SASL_R_OK:
+		server_auth_success(c);
+		return;
+	case SASL_R_MALFORMED:
+		sasl_free(c->sasl);
+		c->sasl = NULL;
+		smtp_server_auth_answer(c->s, SMTP_AUTH_MALFORMED, NULL, 0);
+		return;
+	case SASL_R_FAIL:
+		server_auth_failed(c);
+		return;
+	case SASL_R_CHECK:
+		break;
+	}
+	secret = server_auth_lookup(c, sasl_user(c->sasl));
+	if (secret == NULL) {
+		server_auth_failed(c);
+		return;
+	}
+	if (authcheck_submit(c->srv->authc, secret, sasl_pass(c->sasl), server_on_auth_checked,
+	                     c) < 0) {
+		sasl_free(c->sasl);
+		c->sasl = NULL;
+		smtp_server_auth_answer(c->s, SMTP_AUTH_TEMPFAIL, NULL, 0);
+		return;
+	}
+	c->auth_pending = true;
+}
+
+static void server_on_auth_abort(void *ctx)
+{
+	struct conn *c = ctx;
+
+	sasl_free(c->sasl);
+	c->sasl = NULL;
+}
+
 static const struct smtp_server_ops server_ops = {
 	.mail = server_on_mail,
 	.rcpt = server_on_rcpt,
@@ -491,11 +709,96 @@ static const struct smtp_server_ops server_ops = {
 	.data_write = server_on_data_write,
 	.data_commit = server_on_data_commit,
 	.data_abort = server_on_data_abort,
+	.auth = server_on_auth,
+	.auth_abort = server_on_auth_abort,
 };
 
 /* ---- socket I/O ---- */
 
 static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned events);
+
+/* Read from the socket or the TLS session: > 0, 0 at the end, -EAGAIN, -EIO. */
+static ssize_t server_conn_recv(struct conn *c, void *p, size_t n)
+{
+	if (c->tls != NULL)
+		return tls_conn_read(c->tls, p, n);
+	for (;;) {
+		ssize_t r = recv(c->fd, p, n, 0);
+		if (r >= 0)
+			return r;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -EAGAIN;
+		return -EIO;
+	}
+}
+
+static ssize_t server_conn_send(struct conn *c, const void *p, size_t n)
+{
+	if (c->tls != NULL)
+		return tls_conn_write(c->tls, p, n);
+	for (;;) {
+		ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+		if (w >= 0)
+			return w;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -EAGAIN;
+		return -EIO;
+	}
+}
+
+static void server_conn_set_mask(struct conn *c, unsigned mask)
+{
+	if (!c->registered) {
+		if (ev_set(c->srv->loop, c->fd, mask, server_conn_io, c) == 0)
+			c->registered = true;
+	} else {
+		ev_mask(c->srv->loop, c->fd, mask);
+	}
+}
+
+/* Drive the TLS handshake. Returns 0, or -1 if the connection was closed. */
+static int server_conn_handshake(struct conn *c)
+{
+	int rc = tls_conn_handshake(c->tls);
+	if (rc == -EAGAIN) {
+		server_conn_set_mask(c, tls_conn_want(c->tls));
+		return 0;
+	}
+	if (rc < 0) {
+		log_info("sid=%s event=tls-failed client=%s error=\"%s\"", c->sid, c->ip,
+		         tls_conn_error(c->tls));
+		server_conn_close(c, "tls-handshake-failed");
+		return -1;
+	}
+	c->handshaking = false;
+	c->deadline = server_now() + c->cfg->c->cmd_timeout;
+	log_info("sid=%s event=tls client=%s version=%s cipher=%s", c->sid, c->ip,
+	         tls_conn_version(c->tls), tls_conn_cipher(c->tls));
+	if (smtp_server_wants_tls(c->s))
+		smtp_server_tls_started(c->s);
+	else
+		smtp_server_greet(c->s); /* implicit TLS: the greeting comes encrypted */
+	server_conn_update(c);
+	return 0;
+}
+
+/* Start TLS on the connection (after the 220 to STARTTLS, or at accept for an
+ * implicit TLS listener). Returns 0, or -1 if the connection was closed. */
+static int server_conn_tls_begin(struct conn *c)
+{
+	struct tls_ctx *ctx = c->srv->listeners[c->listener].tls;
+	if (ctx == NULL || tls_conn_new(&c->tls, ctx, c->fd) < 0) {
+		server_conn_close(c, "tls-setup-failed");
+		return -1;
+	}
+	c->handshaking = true;
+	c->deadline = server_now() + SERVER_HANDSHAKE_S;
+	return server_conn_handshake(c);
+}
 
 /* Send what the engine produced. Returns 0, or -1 if the connection was closed. */
 static int server_conn_flush(struct conn *c)
@@ -503,11 +806,9 @@ static int server_conn_flush(struct conn *c)
 	size_t len;
 	const char *out = smtp_server_output(c->s, &len);
 	while (len > 0) {
-		ssize_t w = send(c->fd, out, len, MSG_NOSIGNAL);
+		ssize_t w = server_conn_send(c, out, len);
 		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (w == -EAGAIN)
 				return 0;
 			server_conn_close(c, "write-error");
 			return -1;
@@ -521,6 +822,10 @@ static int server_conn_flush(struct conn *c)
 /* Feed buffered input to the engine, send replies, and set the interest mask. */
 static void server_conn_update(struct conn *c)
 {
+	if (c->handshaking) {
+		server_conn_set_mask(c, tls_conn_want(c->tls));
+		return;
+	}
 	size_t out_before;
 	smtp_server_output(c->s, &out_before);
 	if (!c->greeted && c->in.len > 0 && !smtp_server_is_closing(c->s)) {
@@ -545,6 +850,14 @@ static void server_conn_update(struct conn *c)
 		return;
 	size_t pending;
 	smtp_server_output(c->s, &pending);
+	if (smtp_server_wants_tls(c->s) && pending == 0 && c->tls == NULL) {
+		/* RFC 3207 4.2: nothing the client sent before the handshake counts.
+		 * Dropping it here defeats STARTTLS command injection (CVE-2011-0411). */
+		buf_reset(&c->in);
+		c->eof = false;
+		server_conn_tls_begin(c);
+		return;
+	}
 	if (smtp_server_is_closing(c->s) && pending == 0) {
 		server_conn_close(c, "closed");
 		return;
@@ -559,12 +872,7 @@ static void server_conn_update(struct conn *c)
 		mask |= EV_READ;
 	if (pending > 0)
 		mask |= EV_WRITE;
-	if (!c->registered) {
-		if (ev_set(c->srv->loop, c->fd, mask, server_conn_io, c) == 0)
-			c->registered = true;
-	} else {
-		ev_mask(c->srv->loop, c->fd, mask);
-	}
+	server_conn_set_mask(c, mask);
 	/* In the waiting state with no interest, hang-ups are still reported: the
 	 * fd is dropped from the loop then and re-added after the commit (see io). */
 }
@@ -587,6 +895,10 @@ static void server_conn_credit(struct conn *c, size_t n)
 static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned events)
 {
 	struct conn *c = arg;
+	if (c->handshaking) {
+		server_conn_handshake(c);
+		return;
+	}
 	if (smtp_server_is_waiting(c->s) || c->eof) {
 		/* Only a hang-up or error wakes us here; stop listening until the commit is
 		 * done, then the read path finds out what happened. */
@@ -598,12 +910,15 @@ static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned eve
 		for (;;) {
 			if (buf_reserve(&c->in, SERVER_READ_CHUNK) < 0)
 				break;
-			ssize_t r = recv(fd, c->in.ptr + c->in.len, SERVER_READ_CHUNK, 0);
+			ssize_t r = server_conn_recv(c, c->in.ptr + c->in.len, SERVER_READ_CHUNK);
 			if (r > 0) {
 				c->in.len += (size_t)r;
 				server_conn_credit(c, (size_t)r);
-				if (c->in.len >= SERVER_READ_CHUNK)
-					break; /* let the engine work; more comes next round */
+				/* Let the engine work; more comes next round. Bytes OpenSSL already
+				 * holds would not wake epoll, so those are always taken now. */
+				if (c->in.len >= SERVER_READ_CHUNK &&
+				    (c->tls == NULL || !tls_conn_has_pending(c->tls)))
+					break;
 				continue;
 			}
 			if (r == 0) {
@@ -612,9 +927,7 @@ static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned eve
 				c->eof = true;
 				break;
 			}
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (r == -EAGAIN)
 				break;
 			server_conn_close(c, "read-error");
 			return;
@@ -676,7 +989,8 @@ static int server_accept_one(struct server *srv, struct server_listener *sl)
 	snprintf(c->sid, sizeof c->sid, "%08llx", (unsigned long long)++srv->sid_next);
 	c->cfg = srv->cfg;
 	c->cfg->refs++;
-	buf_init(&c->in, SERVER_INBUF_MAX + SERVER_READ_CHUNK);
+	/* room for one more TLS record than a plain read round can bring */
+	buf_init(&c->in, SERVER_INBUF_MAX + 2 * SERVER_READ_CHUNK);
 	c->opts.hostname = cfg->hostname;
 	c->opts.greeting = NULL;
 	c->opts.max_msg_size = cfg->max_msg_size;
@@ -687,6 +1001,15 @@ static int server_accept_one(struct server *srv, struct server_listener *sl)
 	c->opts.vrfy_enabled = sl->l.vrfy;
 	c->opts.expn_enabled = sl->l.expn;
 	c->opts.strict_sync = !sl->l.lenient_lf;
+	c->opts.starttls = sl->l.tls == CONFIG_TLS_STARTTLS;
+	c->opts.tls_active = false; /* implicit TLS: set once the handshake is done */
+	c->opts.require_tls = sl->l.require_tls;
+	c->opts.auth = sl->l.auth;
+	c->opts.auth_plaintext = sl->l.allow_plaintext_auth;
+	c->opts.require_auth = sl->l.submission;
+	c->opts.auth_mechs = SASL_MECHS;
+	c->listener = (size_t)(sl - srv->listeners);
+	c->trusted = config_is_trusted(cfg, (struct sockaddr *)&ss);
 	c->deadline = server_now() + cfg->cmd_timeout;
 	c->greeted = true;
 	/* link */
@@ -708,6 +1031,20 @@ static int server_accept_one(struct server *srv, struct server_listener *sl)
 		return 0;
 	}
 	log_info("sid=%s event=connect client=%s listener=%s", c->sid, c->ip, sl->l.name);
+	if (sl->l.tls == CONFIG_TLS_IMPLICIT) {
+		c->opts.tls_active = true;
+		/* the engine copied opts: recreate it with TLS on */
+		smtp_server_free(c->s);
+		c->s = smtp_server_new(&c->opts, &server_ops, c);
+		if (c->s == NULL || srv->nconns > cfg->max_conn ||
+		    (unsigned)per_ip > cfg->max_conn_per_ip) {
+			/* no plaintext 421 on a TLS port: just close */
+			server_conn_close(c, c->s == NULL ? "no-memory" : "max-connections");
+			return 0;
+		}
+		server_conn_tls_begin(c);
+		return 0;
+	}
 	if (srv->nconns > cfg->max_conn) {
 		log_warn("sid=%s event=refused client=%s reason=max-connections", c->sid, c->ip);
 		smtp_server_refuse(c->s, "4.7.0", "Error: too many connections, try again later");
@@ -753,23 +1090,62 @@ static int server_listen_one(struct server *srv, const struct config_listener *l
 		close(fd);
 		return -e;
 	}
+	struct tls_ctx *tls = NULL;
+	if (l->tls != CONFIG_TLS_NONE) {
+		char err[700];
+		if (tls_ctx_new(&tls, l->tls_cert, l->tls_key, err, sizeof err) < 0) {
+			log_error("event=tls-setup-failed listener=%s error=\"%s\"", l->name, err);
+			close(fd);
+			return -EINVAL;
+		}
+	}
 	struct server_listener *sl = &srv->listeners[srv->nlisteners++];
 	sl->fd = fd;
 	sl->l = *l;
+	sl->tls = tls;
 	int rc = ev_set(srv->loop, fd, EV_READ, server_on_listener, srv);
 	if (rc < 0)
 		return rc;
-	log_info("event=listening listener=%s lenient_lf=%s", l->name, l->lenient_lf ? "yes" : "no");
+	log_info("event=listening listener=%s lenient_lf=%s tls=%s auth=%s submission=%s", l->name,
+	         l->lenient_lf ? "yes" : "no",
+	         l->tls == CONFIG_TLS_IMPLICIT ? "implicit"
+	                                       : (l->tls == CONFIG_TLS_STARTTLS ? "starttls" : "none"),
+	         l->auth ? "yes" : "no", l->submission ? "yes" : "no");
 	return 0;
 }
 
+/* Close the listening sockets. Their TLS contexts stay until server_free: sessions
+ * started on them may still run a STARTTLS. */
 static void server_close_listeners(struct server *srv)
 {
 	for (size_t i = 0; i < srv->nlisteners; i++) {
+		if (srv->listeners[i].fd < 0)
+			continue;
 		ev_del(srv->loop, srv->listeners[i].fd);
 		close(srv->listeners[i].fd);
+		srv->listeners[i].fd = -1;
 	}
-	srv->nlisteners = 0;
+}
+
+/* SIGHUP: load every listener's certificate and key again; a listener whose files
+ * do not load keeps its old ones. Sessions in progress keep theirs. */
+static void server_reload_tls(struct server *srv)
+{
+	for (size_t i = 0; i < srv->nlisteners; i++) {
+		struct server_listener *sl = &srv->listeners[i];
+		struct tls_ctx *t;
+		char err[700];
+		if (sl->tls == NULL)
+			continue;
+		if (tls_ctx_new(&t, sl->l.tls_cert, sl->l.tls_key, err, sizeof err) < 0) {
+			log_error("event=tls-reload result=failed listener=%s error=\"%s\"", sl->l.name,
+			          err);
+			continue;
+		}
+		tls_ctx_free(sl->tls); /* open sessions hold their own reference */
+		sl->tls = t;
+		log_info("event=tls-reload result=ok listener=%s", sl->l.name);
+	}
 }
 
 /* ---- signals, ticks, reload ---- */
@@ -785,7 +1161,9 @@ static void server_begin_stop(struct server *srv)
 	struct conn *c = srv->conns;
 	while (c) {
 		struct conn *next = c->next;
-		if (!c->dead && !smtp_server_is_waiting(c->s)) {
+		if (!c->dead && c->handshaking) {
+			server_conn_close(c, "shutdown");
+		} else if (!c->dead && !smtp_server_is_waiting(c->s)) {
 			smtp_server_shutdown(c->s);
 			server_conn_update(c);
 		}
@@ -797,6 +1175,7 @@ static void server_begin_stop(struct server *srv)
 
 static void server_reload(struct server *srv)
 {
+	server_reload_tls(srv);
 	if (srv->config_path == NULL) {
 		log_info("event=reload result=skipped reason=no-config-file");
 		return;
@@ -830,6 +1209,14 @@ static void server_on_signal(struct ev_loop *loop, int fd, void *arg, unsigned e
 	}
 }
 
+static void server_on_authcheck(struct ev_loop *loop, int fd, void *arg, unsigned events)
+{
+	struct server *srv = arg;
+	authcheck_run_completions(srv->authc);
+	if (srv->stopping && srv->nconns == 0)
+		ev_stop(loop);
+}
+
 static void server_on_spool(struct ev_loop *loop, int fd, void *arg, unsigned events)
 {
 	struct server *srv = arg;
@@ -845,7 +1232,12 @@ static void server_on_tick(struct ev_loop *loop, void *arg)
 	struct conn *c = srv->conns;
 	while (c) {
 		struct conn *next = c->next;
-		if (!c->dead && !c->greeted && now >= c->greet_at && !smtp_server_is_closing(c->s)) {
+		if (!c->dead && c->handshaking) {
+			if (now >= c->deadline)
+				server_conn_close(c, "tls-handshake-timeout");
+		} else if (!c->dead && c->auth_delayed && now >= c->auth_answer_at) {
+			server_auth_delayed_answer(c);
+		} else if (!c->dead && !c->greeted && now >= c->greet_at && !smtp_server_is_closing(c->s)) {
 			c->greeted = true;
 			smtp_server_greet(c->s);
 			c->deadline = now + c->cfg->c->cmd_timeout;
@@ -865,10 +1257,19 @@ static void server_on_tick(struct ev_loop *loop, void *arg)
 	if (srv->stopping) {
 		bool pending = false;
 		for (c = srv->conns; c; c = c->next)
-			pending |= c->commit_pending;
+			pending |= c->commit_pending || c->auth_pending;
 		if (srv->nconns == 0 || (!pending && now >= srv->stop_deadline))
 			ev_stop(loop);
 	}
+}
+
+/* For the delivery threads: the startup config never changes or goes away while
+ * they run (srv->deliver_cfg holds a reference until local_delivery_stop). Domains
+ * added by a reload are delivered locally after a restart. */
+static bool server_deliver_is_local(void *arg, const char *domain)
+{
+	const struct server *srv = arg;
+	return server_domain_is_local(srv->deliver_cfg->c, domain);
 }
 
 static void server_recovered(void *arg, const char *qid)
@@ -919,6 +1320,29 @@ int server_run(struct server *srv)
 		return 1;
 	}
 
+	/* Bind (ports below 1024 need root) and load keys first, then drop root before
+	 * touching the data directory or reading a byte from the network. */
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		rc = server_listen_one(srv, &cfg->listeners[i]);
+		if (rc < 0) {
+			log_error("event=startup-failed error=\"listen %s: %s\"", cfg->listeners[i].name,
+			          strerror(-rc));
+			return 1;
+		}
+	}
+	rc = privdrop_apply(cfg->run_user);
+	if (rc < 0) {
+		log_error("event=startup-failed error=\"drop privileges to %s: %s\"", cfg->run_user,
+		          strerror(-rc));
+		return 1;
+	}
+	rc = authcheck_start(&srv->authc);
+	if (rc < 0 || ev_set(srv->loop, authcheck_event_fd(srv->authc), EV_READ,
+	                     server_on_authcheck, srv) < 0) {
+		log_error("event=startup-failed error=\"authcheck: %s\"", strerror(-rc));
+		return 1;
+	}
+
 	if (snprintf(path, sizeof path, "%s/spool", cfg->data_dir) >= (int)sizeof path)
 		return 1;
 	if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
@@ -939,7 +1363,11 @@ int server_run(struct server *srv)
 		.threads = cfg->delivery_threads ? cfg->delivery_threads : 2,
 		.retry_first_s = 60,
 		.retry_max_s = 3600,
+		.is_local = server_deliver_is_local,
+		.is_local_arg = srv,
 	};
+	srv->deliver_cfg = srv->cfg;
+	srv->deliver_cfg->refs++;
 	rc = local_delivery_start(&srv->ld, srv->spool, &lo);
 	if (rc < 0) {
 		log_error("event=startup-failed error=\"delivery: %s\"", strerror(-rc));
@@ -958,14 +1386,6 @@ int server_run(struct server *srv)
 	}
 	pickup_scan(srv->pickup, cfg);
 
-	for (size_t i = 0; i < cfg->nlisteners; i++) {
-		rc = server_listen_one(srv, &cfg->listeners[i]);
-		if (rc < 0) {
-			log_error("event=startup-failed error=\"listen %s: %s\"", cfg->listeners[i].name,
-			          strerror(-rc));
-			return 1;
-		}
-	}
 	log_info("event=started hostname=%s data_dir=%s config=\"%s\"", cfg->hostname,
 	         cfg->data_dir, cfg->source);
 
@@ -983,6 +1403,10 @@ int server_run(struct server *srv)
 	}
 	local_delivery_stop(srv->ld);
 	srv->ld = NULL;
+	server_cfg_unref(srv->deliver_cfg);
+	srv->deliver_cfg = NULL;
+	authcheck_stop(srv->authc);
+	srv->authc = NULL;
 	spool_close(srv->spool);
 	srv->spool = NULL;
 	pickup_free(srv->pickup);
@@ -996,6 +1420,9 @@ void server_free(struct server *srv)
 	if (srv == NULL)
 		return;
 	server_close_listeners(srv);
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		tls_ctx_free(srv->listeners[i].tls);
+	srv->nlisteners = 0;
 	if (srv->sigfd >= 0)
 		close(srv->sigfd);
 	ev_loop_free(srv->loop);

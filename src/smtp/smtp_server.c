@@ -18,7 +18,16 @@
  *     not truncated or folded: changing content would break signatures);
  *   - HELP <unknown>: 504 5.5.4; BDAT with a malformed size: 501 5.5.4 and close,
  *     because the chunk boundary is lost (RFC 3030 2);
- *   - SEND SOML SAML TURN ETRN ATRN STARTTLS AUTH: 502 5.5.1 (not implemented here);
+ *   - SEND SOML SAML TURN ETRN ATRN: 502 5.5.1 (not implemented here);
+ *   - STARTTLS (RFC 3207) and AUTH (RFC 4954) are events: STARTTLS answers 220 and
+ *     stops consuming input at the end of its line, so the glue can drop whatever the
+ *     client pipelined after it (CVE-2011-0411); AUTH decodes base64 and hands each
+ *     step to ops->auth, whose answer (smtp_server_auth_answer) may come later.
+ *     STARTTLS when not offered: 502 5.5.1; again under TLS: 503 5.5.1; with an
+ *     argument: 501 5.5.4. AUTH when not offered: 502 5.5.1; offered only under TLS:
+ *     530 5.7.0 with require_tls, else 538 5.7.11; already authenticated or inside a
+ *     transaction: 503 5.5.1; unknown mechanism: 504 5.5.4; bad base64: 501 5.5.2;
+ *     '*': 501 5.7.0; a response line over TERN_SASL_LINE_MAX: 500 5.5.6.
  *   - addresses without angle brackets are accepted only with lenient_lf (the one
  *     "lenient client" switch a listener has).
  *   - bare CR in DATA content is refused with lenient_lf too (only LF is relaxed, and
@@ -35,6 +44,7 @@
 #include <strings.h>
 
 #include "smtp/smtp_reply.h"
+#include "util/base64.h"
 #include "util/buf.h"
 #include "util/limits.h"
 
@@ -78,6 +88,8 @@ enum smtp_server_cmd_id {
 	SMTP_CMD_EXPN,
 	SMTP_CMD_HELP,
 	SMTP_CMD_HTTP,
+	SMTP_CMD_STARTTLS,
+	SMTP_CMD_AUTH,
 	SMTP_CMD_UNIMPL,
 };
 
@@ -98,6 +110,10 @@ struct smtp_server_args {
 	uint64_t bdat_size;
 	bool bdat_last;
 	bool close; /* check failed in a way that loses sync: close after the reply */
+	char mech[32];             /* AUTH mechanism, upper case */
+	unsigned char sasl[TERN_SASL_LINE_MAX];
+	size_t sasl_len;
+	bool has_sasl;             /* AUTH came with an initial response */
 };
 
 struct smtp_server {
@@ -107,8 +123,8 @@ struct smtp_server {
 	enum smtp_state state;
 	struct buf out;
 
-	/* command line being read */
-	char line[TERN_CMD_LINE_MAX + 1];
+	/* command line being read (an AUTH response line may be longer) */
+	char line[TERN_SASL_LINE_MAX + 1];
 	size_t line_len;
 	bool line_long; /* over TERN_CMD_LINE_MAX: discarding up to the line end */
 	bool line_bare_cr;
@@ -120,6 +136,8 @@ struct smtp_server {
 	bool helo_seen;
 	bool esmtp;
 	unsigned nerrors;
+	bool authenticated;
+	char auth_mech[32];        /* mechanism of the exchange in progress */
 
 	/* transaction */
 	struct smtp_addr from;
@@ -536,6 +554,17 @@ static void smtp_server_helo_common(struct smtp_server *s, struct smtp_server_ar
 	smtp_server_enter_state(s, SMTP_ST_HELO);
 }
 
+static bool smtp_server_starttls_offered(const struct smtp_server *s)
+{
+	return s->opts.starttls && !s->opts.tls_active;
+}
+
+static bool smtp_server_auth_offered(const struct smtp_server *s)
+{
+	return s->opts.auth && s->opts.auth_mechs != NULL && s->opts.auth_mechs[0] != '\0' &&
+	       (s->opts.tls_active || s->opts.auth_plaintext);
+}
+
 static void smtp_server_run_helo(struct smtp_server *s, struct smtp_server_args *a,
                                  struct smtp_server_reply *r)
 {
@@ -549,8 +578,11 @@ static void smtp_server_run_ehlo(struct smtp_server *s, struct smtp_server_args 
 	smtp_server_helo_common(s, a, true);
 	smtp_server_set(r, 250, "",
 	                "%s greets %s\nSIZE %llu\nPIPELINING\n8BITMIME\nENHANCEDSTATUSCODES\n"
-	                "SMTPUTF8\nCHUNKING\nHELP",
-	                s->opts.hostname, s->helo, (unsigned long long)s->opts.max_msg_size);
+	                "SMTPUTF8\nCHUNKING\nHELP%s%s%s",
+	                s->opts.hostname, s->helo, (unsigned long long)s->opts.max_msg_size,
+	                smtp_server_starttls_offered(s) ? "\nSTARTTLS" : "",
+	                smtp_server_auth_offered(s) ? "\nAUTH " : "",
+	                smtp_server_auth_offered(s) ? s->opts.auth_mechs : "");
 }
 
 /* "FROM:" / "TO:" then optional spaces (RFC 5321 says none; clients send one). */
@@ -701,6 +733,14 @@ static int smtp_server_check_mail(struct smtp_server *s, struct smtp_server_args
 
 	if (s->opts.require_helo && !s->helo_seen) {
 		smtp_server_set(r, 503, "5.5.1", "Error: send HELO/EHLO first");
+		return -EINVAL;
+	}
+	if (s->opts.require_tls && !s->opts.tls_active) {
+		smtp_server_set(r, 530, "5.7.0", "Must issue a STARTTLS command first");
+		return -EINVAL;
+	}
+	if (s->opts.require_auth && !s->authenticated) {
+		smtp_server_set(r, 530, "5.7.0", "Authentication required");
 		return -EINVAL;
 	}
 	if (smtp_server_skip_prefix(a, "FROM:", &off) < 0) {
@@ -998,6 +1038,8 @@ static const struct {
     {"VRFY", "VRFY <user>"},
     {"EXPN", "EXPN <list>"},
     {"HELP", "HELP [command]"},
+    {"STARTTLS", "STARTTLS (then a TLS handshake)"},
+    {"AUTH", "AUTH <mechanism> [initial-response]"},
 };
 
 static void smtp_server_run_help(struct smtp_server *s, struct smtp_server_args *a,
@@ -1027,6 +1069,195 @@ static void smtp_server_run_http(struct smtp_server *s, struct smtp_server_args 
 {
 	smtp_server_close(s);
 	smtp_server_set(r, 500, "5.5.1", "Error: this is an SMTP server, not HTTP");
+}
+
+/* ---- STARTTLS (RFC 3207) ---- */
+
+static int smtp_server_check_starttls(struct smtp_server *s, struct smtp_server_args *a,
+                                      struct smtp_server_reply *r)
+{
+	if (s->opts.tls_active && s->opts.starttls) {
+		smtp_server_set(r, 503, "5.5.1", "Error: TLS already active");
+		return -EINVAL;
+	}
+	if (!smtp_server_starttls_offered(s)) {
+		smtp_server_set(r, 502, "5.5.1", "Command not implemented");
+		return -EINVAL;
+	}
+	if (a->n != 0) {
+		smtp_server_set(r, 501, "5.5.4", "Syntax: STARTTLS");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void smtp_server_run_starttls(struct smtp_server *s, struct smtp_server_args *a,
+                                     struct smtp_server_reply *r)
+{
+	smtp_server_txn_reset(s);
+	smtp_server_enter_state(s, SMTP_ST_STARTTLS);
+	smtp_server_set(r, 220, "2.0.0", "Ready to start TLS");
+}
+
+/* ---- AUTH (RFC 4954) ---- */
+
+/* Is the mechanism word p[0..n) one of opts.auth_mechs? Copies it, upper case. */
+static bool smtp_server_mech_known(const struct smtp_server *s, const char *p, size_t n,
+                                   char *out, size_t outsz)
+{
+	const char *m = s->opts.auth_mechs;
+
+	if (n == 0 || n >= outsz)
+		return false;
+	while (*m != '\0') {
+		size_t k = strcspn(m, " ");
+
+		if (k == n && strncasecmp(m, p, n) == 0) {
+			memcpy(out, m, n);
+			out[n] = '\0';
+			return true;
+		}
+		m += k;
+		while (*m == ' ')
+			m++;
+	}
+	return false;
+}
+
+/* Decode a client response: "=" (initial response) or an empty line is the empty
+ * response (RFC 4954 4). */
+static int smtp_server_sasl_decode(const char *p, size_t n, unsigned char *out, size_t outsz,
+                                   size_t *len)
+{
+	int k;
+
+	if (n == 1 && p[0] == '=') {
+		*len = 0;
+		return 0;
+	}
+	if (n == 0) {
+		*len = 0; /* an empty line is an empty response */
+		return 0;
+	}
+	k = base64_decode(p, n, out, outsz);
+	if (k < 0)
+		return k;
+	*len = (size_t)k;
+	return 0;
+}
+
+static int smtp_server_check_auth(struct smtp_server *s, struct smtp_server_args *a,
+                                  struct smtp_server_reply *r)
+{
+	size_t i = 0;
+
+	if (!s->opts.auth) {
+		smtp_server_set(r, 502, "5.5.1", "Command not implemented");
+		return -EINVAL;
+	}
+	if (!smtp_server_auth_offered(s)) {
+		if (s->opts.require_tls)
+			smtp_server_set(r, 530, "5.7.0", "Must issue a STARTTLS command first");
+		else
+			smtp_server_set(r, 538, "5.7.11",
+			                "Encryption required for requested authentication mechanism");
+		return -EINVAL;
+	}
+	if (s->authenticated) {
+		smtp_server_set(r, 503, "5.5.1", "Error: already authenticated");
+		return -EINVAL;
+	}
+	if (!s->helo_seen) {
+		smtp_server_set(r, 503, "5.5.1", "Error: send EHLO first");
+		return -EINVAL;
+	}
+	if (s->state != SMTP_ST_HELO) {
+		smtp_server_set(r, 503, "5.5.1", "Error: AUTH not allowed during a mail transaction");
+		return -EINVAL;
+	}
+	while (i < a->n && a->arg[i] != ' ')
+		i++;
+	if (i == 0) {
+		smtp_server_set(r, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+		return -EINVAL;
+	}
+	if (!smtp_server_mech_known(s, a->arg, i, a->mech, sizeof a->mech)) {
+		smtp_server_set(r, 504, "5.5.4", "Unrecognized authentication type");
+		return -EINVAL;
+	}
+	while (i < a->n && a->arg[i] == ' ')
+		i++;
+	if (i < a->n) {
+		size_t j = i;
+
+		while (j < a->n && a->arg[j] != ' ')
+			j++;
+		if (j != a->n ||
+		    smtp_server_sasl_decode(a->arg + i, a->n - i, a->sasl, sizeof a->sasl,
+		                            &a->sasl_len) < 0) {
+			smtp_server_set(r, 501, "5.5.2", "Invalid base64 data");
+			return -EINVAL;
+		}
+		a->has_sasl = true;
+	}
+	return 0;
+}
+
+static void smtp_server_run_auth(struct smtp_server *s, struct smtp_server_args *a,
+                                 struct smtp_server_reply *r)
+{
+	r->code = 0; /* the glue answers */
+	snprintf(s->auth_mech, sizeof s->auth_mech, "%s", a->mech);
+	smtp_server_enter_state(s, SMTP_ST_AUTH);
+	if (s->ops->auth == NULL) {
+		smtp_server_auth_answer(s, SMTP_AUTH_TEMPFAIL, NULL, 0);
+		return;
+	}
+	s->ops->auth(s->ctx, s->auth_mech, a->sasl, a->sasl_len, a->has_sasl);
+}
+
+/* The exchange ended on the client's side or by an error: back to SMTP_ST_HELO. */
+static void smtp_server_auth_stop(struct smtp_server *s)
+{
+	smtp_server_enter_state(s, SMTP_ST_HELO);
+	if (s->ops->auth_abort)
+		s->ops->auth_abort(s->ctx);
+}
+
+/* A response line in SMTP_ST_AUTH_LINE (s->line[0..line_len), not yet terminated). */
+static void smtp_server_auth_line(struct smtp_server *s, bool too_long)
+{
+	unsigned char *dec;
+	size_t n = 0;
+
+	if (too_long) {
+		smtp_server_auth_stop(s);
+		smtp_server_say(s, true, 500, "5.5.6", "Authentication exchange line is too long");
+		return;
+	}
+	if (s->line_len == 1 && s->line[0] == '*') {
+		smtp_server_auth_stop(s);
+		smtp_server_say(s, true, 501, "5.7.0", "Authentication aborted");
+		return;
+	}
+	dec = malloc(TERN_SASL_LINE_MAX);
+	if (dec == NULL) {
+		smtp_server_auth_stop(s);
+		smtp_server_say(s, false, 454, "4.7.0", "Temporary authentication failure");
+		return;
+	}
+	if (smtp_server_sasl_decode(s->line, s->line_len, dec, TERN_SASL_LINE_MAX, &n) < 0) {
+		free(dec);
+		smtp_server_auth_stop(s);
+		smtp_server_say(s, true, 501, "5.5.2", "Invalid base64 data");
+		return;
+	}
+	smtp_server_enter_state(s, SMTP_ST_AUTH);
+	if (s->ops->auth)
+		s->ops->auth(s->ctx, s->auth_mech, dec, n, true);
+	else
+		smtp_server_auth_answer(s, SMTP_AUTH_TEMPFAIL, NULL, 0);
+	free(dec);
 }
 
 static void smtp_server_run_unimpl(struct smtp_server *s, struct smtp_server_args *a,
@@ -1064,8 +1295,9 @@ static const struct smtp_server_cmd smtp_server_cmds[] = {
     {"TURN", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl},
     {"ETRN", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl},
     {"ATRN", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl},
-    {"STARTTLS", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl},
-    {"AUTH", SMTP_CMD_UNIMPL, SMTP_M_CMD, NULL, smtp_server_run_unimpl},
+    {"STARTTLS", SMTP_CMD_STARTTLS, SMTP_M_CMD, smtp_server_check_starttls,
+     smtp_server_run_starttls},
+    {"AUTH", SMTP_CMD_AUTH, SMTP_M_CMD, smtp_server_check_auth, smtp_server_run_auth},
 };
 
 /* The 503 text for a verb used out of sequence. */
@@ -1152,6 +1384,13 @@ static void smtp_server_line_end(struct smtp_server *s, bool bare_lf)
 
 	s->line_bare_cr = false;
 	s->line_long = false;
+	if (s->state == SMTP_ST_AUTH_LINE && !bare_cr && !bare_lf) {
+		smtp_server_auth_line(s, too_long);
+		s->line_len = 0;
+		return;
+	}
+	if (s->state == SMTP_ST_AUTH_LINE)
+		smtp_server_auth_stop(s);
 	if (bare_cr)
 		smtp_server_say(s, true, 500, "5.5.2",
 		                "bare CR not allowed, lines must end with CRLF");
@@ -1167,9 +1406,11 @@ static void smtp_server_line_end(struct smtp_server *s, bool bare_lf)
 
 static void smtp_server_line_add(struct smtp_server *s, char c)
 {
+	size_t max = s->state == SMTP_ST_AUTH_LINE ? TERN_SASL_LINE_MAX : TERN_CMD_LINE_MAX - 2;
+
 	if (s->line_long)
 		return;
-	if (s->line_len >= TERN_CMD_LINE_MAX - 2) {
+	if (s->line_len >= max) {
 		s->line_long = true;
 		return;
 	}
@@ -1281,6 +1522,8 @@ size_t smtp_server_feed(struct smtp_server *s, const char *p, size_t n)
 		switch (s->state) {
 		case SMTP_ST_CLOSING:
 		case SMTP_ST_COMMIT:
+		case SMTP_ST_STARTTLS:
+		case SMTP_ST_AUTH:
 			return i;
 		case SMTP_ST_DATA:
 			i += smtp_server_data_feed(s, p + i, n - i);
@@ -1352,12 +1595,84 @@ bool smtp_server_is_closing(const struct smtp_server *s)
 
 bool smtp_server_is_waiting(const struct smtp_server *s)
 {
-	return s->state == SMTP_ST_COMMIT;
+	return s->state == SMTP_ST_COMMIT || s->state == SMTP_ST_AUTH ||
+	       s->state == SMTP_ST_STARTTLS;
 }
 
 const char *smtp_server_protocol(const struct smtp_server *s)
 {
-	return s->esmtp ? "ESMTP" : "SMTP";
+	static const char *const words[] = {"ESMTP", "ESMTPA", "ESMTPS", "ESMTPSA"};
+
+	if (!s->esmtp)
+		return "SMTP";
+	return words[(s->opts.tls_active ? 2 : 0) + (s->authenticated ? 1 : 0)];
+}
+
+void smtp_server_auth_answer(struct smtp_server *s, enum smtp_auth_result res,
+                             const void *data, size_t n)
+{
+	char *enc;
+
+	if (s->state != SMTP_ST_AUTH)
+		return;
+	smtp_server_enter_state(s, SMTP_ST_HELO);
+	switch (res) {
+	case SMTP_AUTH_CONTINUE:
+		enc = malloc(BASE64_ENC_LEN(n) + 1);
+		if (enc == NULL || BASE64_ENC_LEN(n) > TERN_REPLY_LINE_MAX - 6 ||
+		    base64_encode(data, n, enc, BASE64_ENC_LEN(n) + 1) < 0) {
+			free(enc);
+			if (s->ops->auth_abort)
+				s->ops->auth_abort(s->ctx);
+			smtp_server_say(s, false, 454, "4.7.0", "Temporary authentication failure");
+			return;
+		}
+		smtp_server_enter_state(s, SMTP_ST_AUTH_LINE);
+		smtp_server_say(s, false, 334, "", "%s", enc);
+		free(enc);
+		return;
+	case SMTP_AUTH_OK:
+		s->authenticated = true;
+		smtp_server_say(s, false, 235, "2.7.0", "Authentication successful");
+		return;
+	case SMTP_AUTH_FAIL:
+		smtp_server_say(s, true, 535, "5.7.8", "Authentication credentials invalid");
+		return;
+	case SMTP_AUTH_MALFORMED:
+		smtp_server_say(s, true, 501, "5.5.2", "Malformed authentication response");
+		return;
+	case SMTP_AUTH_TEMPFAIL:
+	default:
+		smtp_server_say(s, false, 454, "4.7.0", "Temporary authentication failure");
+		return;
+	}
+}
+
+bool smtp_server_is_authenticated(const struct smtp_server *s)
+{
+	return s->authenticated;
+}
+
+bool smtp_server_wants_tls(const struct smtp_server *s)
+{
+	return s->state == SMTP_ST_STARTTLS;
+}
+
+void smtp_server_tls_started(struct smtp_server *s)
+{
+	if (s->state != SMTP_ST_STARTTLS)
+		return;
+	smtp_server_txn_reset(s);
+	s->helo[0] = '\0';
+	s->helo_seen = false;
+	s->esmtp = false;
+	s->authenticated = false;
+	s->opts.tls_active = true;
+	s->line_len = 0;
+	s->line_long = false;
+	s->line_bare_cr = false;
+	s->cr_pending = false;
+	smtp_server_enter_state(s, SMTP_ST_READY);
 }
 
 const char *smtp_server_helo(const struct smtp_server *s)

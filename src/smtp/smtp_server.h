@@ -39,6 +39,19 @@ enum smtp_state {
 	SMTP_ST_BDAT_WAIT,   /* between BDAT chunks (not LAST) */
 	SMTP_ST_COMMIT,      /* message handed to the glue; waiting for commit_done */
 	SMTP_ST_CLOSING,     /* QUIT, 421 or fatal error: no more input is read */
+	SMTP_ST_STARTTLS,    /* 220 to STARTTLS given: the glue discards buffered input,
+	                        does the handshake, then calls smtp_server_tls_started() */
+	SMTP_ST_AUTH,        /* AUTH step handed to the glue: waiting for auth_answer */
+	SMTP_ST_AUTH_LINE,   /* 334 sent: reading the client's base64 response line */
+};
+
+/* The glue's answer to one AUTH step (smtp_server_auth_answer). */
+enum smtp_auth_result {
+	SMTP_AUTH_CONTINUE,  /* send data as a 334 challenge, read a response */
+	SMTP_AUTH_OK,        /* 235 2.7.0: authenticated */
+	SMTP_AUTH_FAIL,      /* 535 5.7.8: bad credentials */
+	SMTP_AUTH_MALFORMED, /* 501 5.5.2: the response makes no sense for the mechanism */
+	SMTP_AUTH_TEMPFAIL,  /* 454 4.7.0: try later (throttled, lookup failure) */
 };
 
 /* Options a listener gives each session. Strings are borrowed and must outlive it. */
@@ -54,6 +67,13 @@ struct smtp_server_opts {
 	bool expn_enabled;           /* off: EXPN answers 502 5.5.1 ... disabled */
 	bool strict_sync;            /* bytes already sent after DATA (before our 354):
 	                                554 5.5.0 and close (RFC 2920 3.1) */
+	bool starttls;               /* STARTTLS offered (a certificate is configured) */
+	bool tls_active;             /* the session is already encrypted (implicit TLS) */
+	bool require_tls;            /* MAIL/AUTH before STARTTLS: 530 5.7.0 */
+	bool auth;                   /* AUTH offered (over TLS, or auth_plaintext) */
+	bool auth_plaintext;         /* AUTH also on an unencrypted session */
+	bool require_auth;           /* submission: MAIL before AUTH: 530 5.7.0 */
+	const char *auth_mechs;      /* space-separated, e.g. "PLAIN LOGIN SCRAM-SHA-256" */
 };
 
 /* A reply decided by a callback. text must not contain CR or LF; for a multi-line
@@ -94,6 +114,15 @@ struct smtp_server_ops {
 	void (*data_commit)(void *ctx);
 	/* Content discarded (too big, write error, RSET/QUIT/close mid-BDAT, ...). */
 	void (*data_abort)(void *ctx);
+	/* One AUTH step. mech is the upper-case mechanism (one of opts.auth_mechs);
+	 * resp/n the decoded client response, has_resp false for "AUTH MECH" without an
+	 * initial response. The glue answers with smtp_server_auth_answer(), now or
+	 * later; resp is valid only during the call. */
+	void (*auth)(void *ctx, const char *mech, const unsigned char *resp, size_t n,
+	             bool has_resp);
+	/* The exchange ended without an answer being due ('*', bad base64, overlong
+	 * line, session closed): forget its state. */
+	void (*auth_abort)(void *ctx);
 };
 
 struct smtp_server *smtp_server_new(const struct smtp_server_opts *opts,
@@ -121,10 +150,25 @@ void smtp_server_shutdown(struct smtp_server *s);
 const char *smtp_server_output(const struct smtp_server *s, size_t *len);
 void smtp_server_output_done(struct smtp_server *s, size_t n);
 
+/* Answer the pending AUTH step (state SMTP_ST_AUTH); data is the challenge for
+ * SMTP_AUTH_CONTINUE (raw bytes, the engine base64-encodes them). */
+void smtp_server_auth_answer(struct smtp_server *s, enum smtp_auth_result res,
+                             const void *data, size_t n);
+bool smtp_server_is_authenticated(const struct smtp_server *s);
+/* STARTTLS was answered with 220: the glue must send the output, drop every input
+ * byte it holds (RFC 3207 4.2, CVE-2011-0411), do the handshake and then call
+ * smtp_server_tls_started(), or close. */
+bool smtp_server_wants_tls(const struct smtp_server *s);
+/* The handshake is done: the session starts over (no HELO, no AUTH, no transaction)
+ * and STARTTLS is no longer offered. */
+void smtp_server_tls_started(struct smtp_server *s);
+
 enum smtp_state smtp_server_state(const struct smtp_server *s);
 bool smtp_server_is_closing(const struct smtp_server *s);
-bool smtp_server_is_waiting(const struct smtp_server *s); /* in SMTP_ST_COMMIT */
-/* Protocol word for the Received header: SMTP (HELO) or ESMTP (EHLO). */
+/* In SMTP_ST_COMMIT, SMTP_ST_AUTH or SMTP_ST_STARTTLS: input is not consumed. */
+bool smtp_server_is_waiting(const struct smtp_server *s);
+/* Protocol word for the Received header: SMTP (HELO), ESMTP (EHLO), with S for
+ * TLS and A for AUTH (RFC 3848: ESMTPS, ESMTPA, ESMTPSA). */
 const char *smtp_server_protocol(const struct smtp_server *s);
 /* HELO/EHLO argument ("" if none yet). */
 const char *smtp_server_helo(const struct smtp_server *s);

@@ -37,5 +37,9 @@
 #define TERN_HELO_MAX TERN_DOMAIN_MAX
 /* Longest single BDAT chunk size we parse (the number, not the data). */
 #define TERN_BDAT_SIZE_DIGITS 20
+/* RFC 4954 4: an AUTH response line may exceed 512 octets (12288 is suggested for
+ * the AUTH command); we take 4096 octets, plenty for PLAIN/LOGIN/SCRAM with 255-octet
+ * names and long passwords. Longer: 500 5.5.6. */
+#define TERN_SASL_LINE_MAX 4096
 
 #endif

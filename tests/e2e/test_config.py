@@ -43,8 +43,8 @@ def test_relaying_denied(ternd_factory, files):
     c = srv.connect()
     c.ehlo()
     c.cmd("MAIL FROM:<sender@example.net>", 250)
-    r = c.cmd("RCPT TO:<someone@elsewhere.example>", 550)
-    assert r.lines[0].startswith("5.7.1"), r
+    r = c.cmd("RCPT TO:<someone@elsewhere.example>", 554)
+    assert r.lines[0].startswith("5.7.1 Relay access denied"), r
     c.cmd("RCPT TO:<alice@example.com>", 250)
 
 
