@@ -350,7 +350,7 @@ def test_openssl_s_client_starttls(srv):
     if shutil.which("openssl") is None:
         pytest.skip("no openssl")
     r = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect",
-                        "127.0.0.1:%d" % srv.port, "-quiet", "-no_ign_eof"],
+                        "127.0.0.1:%d" % srv.port, "-quiet"],
                        input="EHLO s-client.test\r\nQUIT\r\n", capture_output=True,
                        text=True, timeout=20)
     assert "250-AUTH" in r.stdout or "250 AUTH" in r.stdout, r.stdout + r.stderr
