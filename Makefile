@@ -16,7 +16,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard fuzz/*_fuzz.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all clean test unit e2e asan lint run deps
+.PHONY: all clean test unit e2e asan lint run deps bench
 all: $(BUILD)/ternd $(BUILD)/tern $(BUILD)/sendmail
 
 $(BUILD)/obj/%.o: %.c
@@ -68,7 +68,13 @@ run: deps all
 lint:
 	scripts/lint.sh
 
+# Benchmark against Postfix and smtp-sink (bench/README.md); prints tables, never fails on timing.
+bench: deps
+	bench/setup.sh
+	$(MAKE) BUILD=build-bench OPT=-O2 all
+	python3 bench/bench.py $(BENCH_ARGS)
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-bench
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,535 @@
+#!/usr/bin/env python3
+"""bench.py - durable SMTP throughput and idle-session memory: ternd against a
+private Postfix instance and smtp-sink, driven by smtp-source (all from the Debian
+postfix package), side by side in one run.
+
+What it does: starts the three servers on loopback ports in a temporary directory
+(Postfix with its own `postfix -c DIR` config, queue and virtual(8) Maildir
+delivery; ternd with a comparable config; smtp-sink storing nothing), runs
+smtp-source against each in alternation with identical parameters, waits until
+every message is in the Maildir (counting files: nothing may be missing), and
+prints the tables of bench/README.md. Then it opens N idle sessions against each
+and reads the memory the server gained.
+
+What it does not do: install anything (bench/setup.sh does), judge the figures, or
+fail on a timing. It exits non-zero only when something is broken (a server does
+not start, a message is lost).
+
+Every process it starts is ended by its PID (Postfix by `postfix stop`).
+"""
+
+import argparse
+import os
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+DOMAIN = "bench.test"
+RCPT = "user@" + DOMAIN
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.recv(512)
+                s.sendall(b"QUIT\r\n")
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing answers on port %d" % port)
+
+
+def proc_stat(pid):
+    """(utime+stime, cutime+cstime) in seconds, ppid."""
+    with open("/proc/%d/stat" % pid) as f:
+        s = f.read()
+    fields = s[s.rindex(")") + 2:].split()
+    ppid = int(fields[1])
+    own = (int(fields[11]) + int(fields[12])) / CLK
+    kids = (int(fields[13]) + int(fields[14])) / CLK
+    return own, kids, ppid
+
+
+def tree(root):
+    """root and its descendants (by /proc ppid)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            _, _, ppid = proc_stat(int(d))
+        except (OSError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_of(root):
+    """CPU seconds used by root's process tree: its own time, its reaped children's,
+    and every live descendant's. Differences of two readings are exact even when
+    children exit in between (their time moves into the parent's cutime)."""
+    total = 0.0
+    for p in tree(root):
+        try:
+            own, kids, _ = proc_stat(p)
+        except OSError:
+            continue
+        total += own + kids
+    return total
+
+
+def mem_of(root):
+    """(RSS, PSS) in bytes summed over root's process tree (smaps_rollup)."""
+    rss = pss = 0
+    for p in tree(root):
+        try:
+            with open("/proc/%d/smaps_rollup" % p) as f:
+                for line in f:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1]) * 1024
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return rss, pss
+
+
+def count_files(d):
+    try:
+        return sum(1 for _ in os.scandir(d))
+    except FileNotFoundError:
+        return 0
+
+
+# ---------------------------------------------------------------------------
+# servers
+
+
+class Sink:
+    name = "smtp-sink"
+    delivers = False
+
+    def __init__(self, top):
+        self.port = free_port()
+        self.p = subprocess.Popen(
+            ["smtp-sink", "-u", "nobody", "-m", "20000", "127.0.0.1:%d" % self.port, "4096"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        self.pid = self.p.pid
+
+    def delivered(self):
+        return None
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        try:
+            self.p.wait(10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+
+
+class Ternd:
+    name = "ternd"
+    delivers = True
+
+    def __init__(self, top, binary, extra_conf=""):
+        self.dir = Path(top) / "ternd"
+        self.dir.mkdir()
+        self.port = free_port()
+        conf = self.dir / "ternd.conf"
+        conf.write_text(
+            "hostname = bench.localdomain\n"
+            "data_dir = %s\n"
+            "local_domains = %s\n"
+            "max_connections = 20000\n"
+            "max_connections_per_ip = 20000\n"
+            "%s"
+            "[listener 127.0.0.1:%d]\n" % (self.dir / "var", DOMAIN, extra_conf, self.port))
+        self.log = open(self.dir / "ternd.log", "w")
+        self.p = subprocess.Popen([str(binary), "-c", str(conf)], stdout=self.log,
+                                  stderr=self.log)
+        wait_port(self.port)
+        self.pid = self.p.pid
+        self.maildir = self.dir / "var" / "mail" / DOMAIN / "user" / "Maildir" / "new"
+
+    def delivered(self):
+        return count_files(self.maildir)
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        try:
+            self.p.wait(30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.log.close()
+
+
+POSTFIX_MAIN = """\
+compatibility_level = 3.6
+config_directory = {d}/etc
+queue_directory = {d}/queue
+data_directory = {d}/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+meta_directory = /etc/postfix
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = {d}/maillog
+myhostname = bench.localdomain
+mydomain = localdomain
+myorigin = $myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_recipient_restrictions = permit_mynetworks, reject
+alias_maps =
+alias_database =
+local_recipient_maps =
+virtual_mailbox_domains = {domain}
+virtual_mailbox_base = {d}/mail
+virtual_mailbox_maps = static:{domain}/user/
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{gid}
+virtual_minimum_uid = 1
+smtputf8_enable = no
+biff = no
+append_dot_mydomain = no
+default_process_limit = {procs}
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+anvil_rate_time_unit = 60s
+"""
+
+POSTFIX_MASTER = """\
+127.0.0.1:{port} inet n - n - - smtpd
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+proxywrite unix - - n - 1 proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+local     unix  - n n - - local
+virtual   unix  - n n - - virtual
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+"""
+
+
+class Postfix:
+    name = "postfix"
+    delivers = True
+
+    def __init__(self, top, procs=200):
+        import pwd
+        pw = pwd.getpwnam("postfix")
+        self.dir = Path(top) / "postfix"
+        for sub in ("etc", "queue", "data", "mail"):
+            (self.dir / sub).mkdir(parents=True)
+        os.chown(self.dir / "data", pw.pw_uid, pw.pw_gid)
+        os.chown(self.dir / "mail", pw.pw_uid, pw.pw_gid)
+        self.port = free_port()
+        (self.dir / "etc" / "main.cf").write_text(POSTFIX_MAIN.format(
+            d=self.dir, domain=DOMAIN, uid=pw.pw_uid, gid=pw.pw_gid, procs=procs))
+        (self.dir / "etc" / "master.cf").write_text(POSTFIX_MASTER.format(port=self.port))
+        self.env = dict(os.environ, MAIL_CONFIG=str(self.dir / "etc"))
+        self.ctl("start")
+        pidfile = self.dir / "queue" / "pid" / "master.pid"
+        deadline = time.monotonic() + 20
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.pid = int(pidfile.read_text().split()[0])
+        wait_port(self.port)
+        self.maildir = self.dir / "mail" / DOMAIN / "user" / "new"
+
+    def ctl(self, what):
+        r = subprocess.run(["postfix", "-c", str(self.dir / "etc"), what], env=self.env,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("postfix %s: %s%s" % (what, r.stdout, r.stderr))
+
+    def delivered(self):
+        return count_files(self.maildir)
+
+    def stop(self):
+        try:
+            self.ctl("stop")
+        except RuntimeError as e:
+            print("warning:", e, file=sys.stderr)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        os.kill(self.pid, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------
+# throughput
+
+
+def run_load(srv, sessions, size, msgs, timeout):
+    """One smtp-source run; returns a dict of figures."""
+    base = srv.delivered()
+    cpu0 = cpu_of(srv.pid)
+    t0 = time.monotonic()
+    r = subprocess.run(
+        ["smtp-source", "-s", str(sessions), "-m", str(msgs), "-l", str(size),
+         "-f", "bench@client.test", "-t", RCPT, "-M", "client.test",
+         "127.0.0.1:%d" % srv.port],
+        capture_output=True, text=True)
+    t1 = time.monotonic()
+    errors = (r.stdout + r.stderr).strip()
+    res = {"accepted": msgs / (t1 - t0), "errors": errors, "rc": r.returncode}
+    if srv.delivers:
+        want = base + msgs
+        deadline = t1 + timeout
+        n = srv.delivered()
+        while n < want and time.monotonic() < deadline:
+            time.sleep(0.005)
+            n = srv.delivered()
+        t2 = time.monotonic()
+        res["missing"] = want - n
+        res["delivered"] = msgs / (t2 - t0) if n >= want else 0.0
+    cpu1 = cpu_of(srv.pid)
+    res["cpu_ms"] = (cpu1 - cpu0) * 1000.0 / msgs
+    return res
+
+
+def fmt_range(vals, digits=0):
+    if not vals:
+        return "-"
+    med = statistics.median(vals)
+    f = "%%.%df" % digits
+    if len(vals) == 1:
+        return f % med
+    return (f + " (" + f + "–" + f + ")") % (med, min(vals), max(vals))
+
+
+# ---------------------------------------------------------------------------
+# idle sessions
+
+
+def open_idle(port, n):
+    """Open n connections, read each greeting; return the sockets (kept open)."""
+    socks, sel = [], selectors.DefaultSelector()
+    pending = {}
+    for i in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        socks.append(s)
+        pending[s.fileno()] = b""
+        sel.register(s, selectors.EVENT_READ)
+        # do not let the listen backlog overflow: drain greetings as we go
+        if i % 200 == 199:
+            drain(sel, pending, 0.0)
+    deadline = time.monotonic() + 120
+    while pending and time.monotonic() < deadline:
+        drain(sel, pending, 0.5)
+    sel.close()
+    return socks, len(pending)
+
+
+def drain(sel, pending, timeout):
+    for key, _ in sel.select(timeout):
+        s = key.fileobj
+        try:
+            data = s.recv(512)
+        except OSError:
+            data = b""
+        buf = pending.get(s.fileno(), b"") + data
+        if b"\r\n" in buf or not data:
+            pending.pop(s.fileno(), None)
+            sel.unregister(s)
+        else:
+            pending[s.fileno()] = buf
+
+
+def idle_memory(srv, n):
+    rss0, pss0 = mem_of(srv.pid)
+    t0 = time.monotonic()
+    socks, missing = open_idle(srv.port, n)
+    time.sleep(1.0)
+    rss1, pss1 = mem_of(srv.pid)
+    dt = time.monotonic() - t0
+    for s in socks:
+        s.close()
+    return {"n": n, "missing": missing, "rss": rss1 - rss0, "pss": pss1 - pss0,
+            "rss_total": rss1, "secs": dt}
+
+
+# ---------------------------------------------------------------------------
+
+
+LOADS = {
+    "quick": [(10, 4096, 1000), (50, 4096, 1000), (10, 102400, 300)],
+    "standard": [(10, 4096, 2000), (50, 4096, 2000), (10, 102400, 1000)],
+    "scaling": [(1, 4096, 500), (10, 4096, 2000), (50, 4096, 3000), (200, 4096, 3000),
+                (10, 102400, 1000), (50, 102400, 1000), (4, 10485760, 40)],
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ternd", default=str(REPO / "build-bench" / "ternd"))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--loads", default="standard", choices=sorted(LOADS))
+    ap.add_argument("--servers", default="postfix,ternd,smtp-sink")
+    ap.add_argument("--idle", type=int, default=10000, help="idle sessions (0: skip)")
+    ap.add_argument("--idle-postfix", type=int, default=1000,
+                    help="idle sessions for Postfix (one process each)")
+    ap.add_argument("--no-throughput", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the temp directory")
+    args = ap.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if os.geteuid() != 0:
+        sys.exit("bench.py: run as root (Postfix needs it); see bench/README.md")
+    for prog in ("smtp-source", "smtp-sink", "postfix"):
+        if shutil.which(prog) is None:
+            sys.exit("bench.py: %s missing: run bench/setup.sh" % prog)
+
+    top = tempfile.mkdtemp(prefix="tern-bench-", dir=os.environ.get("BENCH_DIR", "/var/tmp"))
+    os.chmod(top, 0o755)
+    wanted = args.servers.split(",")
+    servers = []
+    ok = True
+    try:
+        for name in wanted:
+            if name == "postfix":
+                servers.append(Postfix(top, procs=max(300, args.idle_postfix + 100)))
+            elif name == "ternd":
+                servers.append(Ternd(top, args.ternd))
+            elif name == "smtp-sink":
+                servers.append(Sink(top))
+        print("# tern benchmark, %s, %s, %d CPUs, load average %s" % (
+            time.strftime("%Y-%m-%d %H:%M"), os.uname().release, os.cpu_count(),
+            open("/proc/loadavg").read().split()[0]))
+        print("# smtp-source -s SESSIONS -m MSGS -l SIZE (one message per connection), "
+              "%d repetitions, servers in alternation; median (min–max)" % args.reps)
+        if not args.no_throughput:
+            ok = throughput(servers, LOADS[args.loads], args.reps) and ok
+        if args.idle:
+            idle(servers, args.idle, args.idle_postfix)
+        print("# load average at the end: %s" % open("/proc/loadavg").read().split()[0])
+    finally:
+        for s in servers:
+            s.stop()
+        if not args.keep:
+            shutil.rmtree(top, ignore_errors=True)
+        else:
+            print("# kept", top)
+    sys.exit(0 if ok else 1)
+
+
+def throughput(servers, loads, reps):
+    ok = True
+    results = {}
+    for sessions, size, msgs in loads:
+        for rep in range(reps):
+            for srv in servers:
+                r = run_load(srv, sessions, size, msgs, timeout=600)
+                results.setdefault((sessions, size, srv.name), []).append(r)
+                if r["errors"] or r.get("missing"):
+                    ok = False
+                    print("! %s s=%d l=%d: missing=%s %s" % (
+                        srv.name, sessions, size, r.get("missing"), r["errors"][:300]))
+                sys.stdout.flush()
+    print()
+    print("| load | server | accepted msg/s | delivered msg/s (fsynced, in the Maildir) "
+          "| CPU ms/msg | delivered × Postfix | delivered ÷ smtp-sink accepted |")
+    print("|---|---|---|---|---|---|---|")
+    for sessions, size, msgs in loads:
+        load = "%s, %d sessions, %d msgs" % (human(size), sessions, msgs)
+        pf = results.get((sessions, size, "postfix"))
+        sk = results.get((sessions, size, "smtp-sink"))
+        pf_med = statistics.median([r["delivered"] for r in pf]) if pf else None
+        sk_med = statistics.median([r["accepted"] for r in sk]) if sk else None
+        for srv in servers:
+            rs = results[(sessions, size, srv.name)]
+            acc = [r["accepted"] for r in rs]
+            dl = [r["delivered"] for r in rs] if srv.delivers else []
+            cpu = [r["cpu_ms"] for r in rs]
+            d_med = statistics.median(dl) if dl else None
+            x_pf = "%.1f×" % (d_med / pf_med) if d_med and pf_med else "-"
+            x_sk = "%.0f %%" % (100 * d_med / sk_med) if d_med and sk_med else "-"
+            print("| %s | %s | %s | %s | %s | %s | %s |" % (
+                load, srv.name, fmt_range(acc), fmt_range(dl) if dl else "- (stores nothing)",
+                fmt_range(cpu, 2), x_pf, x_sk))
+    print()
+    return ok
+
+
+def idle(servers, n, n_postfix):
+    print("| server | idle sessions open | RSS added | per session (RSS) "
+          "| per session (PSS) | server RSS total |")
+    print("|---|---|---|---|---|---|")
+    for srv in servers:
+        k = n_postfix if srv.name == "postfix" else n
+        r = idle_memory(srv, k)
+        opened = k - r["missing"]
+        print("| %s | %d%s | %.1f MiB | %.1f KiB | %.1f KiB | %.1f MiB |" % (
+            srv.name, opened, "" if not r["missing"] else " (%d not greeted)" % r["missing"],
+            r["rss"] / 2**20, r["rss"] / 1024 / max(opened, 1),
+            r["pss"] / 1024 / max(opened, 1), r["rss_total"] / 2**20))
+        sys.stdout.flush()
+        time.sleep(2.0)
+    print()
+
+
+def human(size):
+    if size >= 2**20:
+        return "%d MiB" % (size // 2**20)
+    if size >= 1024:
+        return "%d KiB" % (size // 1024)
+    return "%d B" % size
+
+
+if __name__ == "__main__":
+    main()
