@@ -240,6 +240,11 @@ static int local_prefix(struct buf *b, const char *from, const char *user, const
 	return r;
 }
 
+int local_header_prefix(struct buf *b, const char *from, const char *user, const char *domain)
+{
+	return local_prefix(b, from, user, domain);
+}
+
 /* Returns 0 when the message is finished (delivered and removed, or already gone),
  * or a negative error when it must be retried. */
 static int local_deliver_one(struct local_delivery *ld, const char *qid)

@@ -41,4 +41,10 @@ void local_delivery_stop(struct local_delivery *ld);
 int local_mailbox_path(const char *data_dir, const char *pattern, const char *user,
                        const char *domain, char *out, size_t outsz);
 
+/* The header lines delivery puts in front of a message (CRLF line ends):
+ * "Return-Path: <from>" and "Delivered-To: user@domain", control bytes replaced so
+ * no header can be injected. b is reset first. 0 or -errno. */
+struct buf;
+int local_header_prefix(struct buf *b, const char *from, const char *user, const char *domain);
+
 #endif

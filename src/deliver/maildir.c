@@ -303,3 +303,16 @@ fail:
 	free(o);
 	return r;
 }
+
+/* For other writers into Maildirs (direct.c): the per-process sequence number in
+ * the Q part of unique names (shared, so names never clash within this process),
+ * and the host part escaped as the Maildir spec asks. */
+unsigned long maildir_next_seq(void)
+{
+	return atomic_fetch_add(&maildir_counter, 1);
+}
+
+void maildir_host_part(char *out, size_t outsz, const char *hostname)
+{
+	maildir_host(out, outsz, hostname);
+}

@@ -15,5 +15,9 @@ int maildir_deliver(const char *maildir, const char *hostname, const char *prefi
                     int fd, off_t off, off_t len, char *name_out, size_t name_sz);
 /* mkdir -p of maildir and its tmp/new/cur. */
 int maildir_create(const char *maildir);
+/* Unique-name parts for other Maildir writers (direct.c): the next Q sequence number
+ * (shared with maildir_deliver) and the escaped host part. */
+unsigned long maildir_next_seq(void);
+void maildir_host_part(char *out, size_t outsz, const char *hostname);
 
 #endif

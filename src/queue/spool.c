@@ -124,6 +124,11 @@ static void spool_make_qid(struct spool *sp, char out[SPOOL_QID_MAX])
 	out[o] = '\0';
 }
 
+void spool_new_qid(struct spool *sp, char out[SPOOL_QID_MAX])
+{
+	spool_make_qid(sp, out);
+}
+
 static int spool_write_all(int fd, const void *p, size_t n)
 {
 	const char *c = p;

@@ -59,6 +59,9 @@ void spool_msg_commit(struct spool_msg *m, void (*done)(void *arg, int err, cons
 /* Discard an uncommitted message (unlinks the incoming file, frees m). */
 void spool_msg_abort(struct spool_msg *m);
 const char *spool_msg_qid(const struct spool_msg *m);
+/* A fresh queue id for a message that does not go through the queue (direct
+ * delivery, src/deliver/direct.h), so every accepted message has one. */
+void spool_new_qid(struct spool *sp, char out[SPOOL_QID_MAX]);
 
 /* Completion plumbing for the event loop. */
 int spool_event_fd(const struct spool *sp);

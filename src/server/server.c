@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deliver/direct.h"
 #include "deliver/local.h"
 #include "policy/config.h"
 #include "policy/sasl.h"
@@ -87,6 +88,7 @@ struct server {
 	struct server_listener listeners[CONFIG_LISTENERS_MAX];
 	size_t nlisteners;
 	struct spool *spool;
+	struct direct *direct; /* local-only messages straight into Maildirs */
 	struct local_delivery *ld;
 	struct pickup *pickup; /* maildrop left by `tern sendmail` */
 	struct ipcount *ipc;
@@ -118,7 +120,8 @@ struct conn {
 	bool greeted;         /* 220 (or a refusal) produced */
 	time_t greet_at;      /* when to greet (greet_delay) */
 	uint64_t rate_bytes;  /* content bytes not yet turned into deadline credit */
-	struct spool_msg *msg;
+	struct spool_msg *msg;    /* message being written to the queue, or */
+	struct direct_msg *dmsg;  /* ... straight into the recipients' Maildirs */
 	char qid[SPOOL_QID_MAX];
 	char from[TERN_PATH_MAX + 1];
 	size_t nrcpts;
@@ -185,6 +188,8 @@ static void server_conn_free(struct conn *c)
 		spool_msg_abort(c->msg);
 		c->msg = NULL;
 	}
+	direct_msg_abort(c->dmsg);
+	c->dmsg = NULL;
 	smtp_server_free(c->s);
 	sasl_free(c->sasl);
 	tls_conn_free(c->tls);
@@ -432,6 +437,38 @@ static void server_rfc5322_date(char *out, size_t outsz)
 		out[0] = '\0';
 }
 
+/* Message bytes go to whichever store the message is being written to. */
+static int server_msg_write(struct conn *c, const char *p, size_t n)
+{
+	if (c->dmsg != NULL)
+		return direct_msg_write(c->dmsg, p, n);
+	if (c->msg != NULL)
+		return spool_msg_write(c->msg, p, n);
+	return -EIO;
+}
+
+static void server_msg_abort(struct conn *c)
+{
+	spool_msg_abort(c->msg);
+	c->msg = NULL;
+	direct_msg_abort(c->dmsg);
+	c->dmsg = NULL;
+}
+
+/* Direct delivery (src/deliver/direct.h) takes a message when every final recipient
+ * is a local mailbox; anything else (a relay recipient, too many copies) goes
+ * through the queue. */
+static bool server_can_direct(const struct conn *c, const struct spool_envelope *env)
+{
+	const struct config *cfg = c->cfg->c;
+	if (c->srv->direct == NULL || env->nrcpts == 0 || env->nrcpts > DIRECT_RCPTS_MAX)
+		return false;
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (!server_domain_is_local(cfg, env->rcpts[i].domain))
+			return false;
+	return true;
+}
+
 static int server_write_received(struct conn *c, const struct smtp_addr *rcpts, size_t nrcpts)
 {
 	const struct config *cfg = c->cfg->c;
@@ -457,7 +494,7 @@ static int server_write_received(struct conn *c, const struct smtp_addr *rcpts, 
 	                    helo[0] ? helo : "unknown", c->ip, tls, cfg->hostname,
 	                    smtp_server_protocol(c->s), c->qid, fwd, date);
 	if (rc == 0)
-		rc = spool_msg_write(c->msg, b.ptr, b.len);
+		rc = server_msg_write(c, b.ptr, b.len);
 	buf_free(&b);
 	return rc;
 }
@@ -498,17 +535,23 @@ static int server_on_data_begin(void *ctx, const struct smtp_addr *from,
 		if (rc < 0)
 			goto fail;
 	}
-	rc = spool_msg_begin(c->srv->spool, &c->msg, &env);
-	if (rc < 0)
-		goto fail;
-	snprintf(c->qid, sizeof c->qid, "%s", spool_msg_qid(c->msg));
+	if (server_can_direct(c, &env)) {
+		spool_new_qid(c->srv->spool, c->qid);
+		rc = direct_msg_begin(c->srv->direct, &c->dmsg, &env, c->qid);
+		if (rc < 0)
+			goto fail;
+	} else {
+		rc = spool_msg_begin(c->srv->spool, &c->msg, &env);
+		if (rc < 0)
+			goto fail;
+		snprintf(c->qid, sizeof c->qid, "%s", spool_msg_qid(c->msg));
+	}
 	c->nrcpts = env.nrcpts;
 	c->size = 0;
 	spool_envelope_free(&env);
 	rc = server_write_received(c, rcpts, nrcpts);
 	if (rc < 0) {
-		spool_msg_abort(c->msg);
-		c->msg = NULL;
+		server_msg_abort(c);
 		log_error("sid=%s qid=%s event=spool-error error=%s", c->sid, c->qid, strerror(-rc));
 	}
 	return rc;
@@ -521,17 +564,23 @@ fail:
 static int server_on_data_write(void *ctx, const char *p, size_t n)
 {
 	struct conn *c = ctx;
-	if (c->msg == NULL)
-		return -EIO;
 	c->size += n;
-	return spool_msg_write(c->msg, p, n);
+	return server_msg_write(c, p, n);
 }
 
 static void server_on_commit_done(void *arg, int err, const char *qid);
+static void server_on_direct_done(void *arg, int err, const char *qid);
 
 static void server_on_data_commit(void *ctx)
 {
 	struct conn *c = ctx;
+	if (c->dmsg != NULL) {
+		struct direct_msg *dm = c->dmsg;
+		c->dmsg = NULL; /* direct.c owns it now */
+		c->commit_pending = true;
+		direct_msg_commit(dm, server_on_direct_done, c);
+		return;
+	}
 	if (c->msg == NULL) {
 		smtp_server_commit_done(c->s, -EIO, NULL);
 		return;
@@ -545,10 +594,9 @@ static void server_on_data_commit(void *ctx)
 static void server_on_data_abort(void *ctx)
 {
 	struct conn *c = ctx;
-	if (c->msg != NULL) {
+	if (c->msg != NULL || c->dmsg != NULL) {
 		log_info("sid=%s qid=%s event=aborted", c->sid, c->qid);
-		spool_msg_abort(c->msg);
-		c->msg = NULL;
+		server_msg_abort(c);
 	}
 }
 
@@ -936,15 +984,16 @@ static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned eve
 	server_conn_update(c);
 }
 
-static void server_on_commit_done(void *arg, int err, const char *qid)
+/* A commit finished: queued (direct false) or delivered straight into the Maildirs. */
+static void server_commit_finish(struct conn *c, int err, const char *qid, bool direct)
 {
-	struct conn *c = arg;
 	struct server *srv = c->srv;
 	c->commit_pending = false;
 	if (err == 0) {
-		log_info("sid=%s qid=%s event=accepted from=<%s> rcpts=%zu size=%llu", c->sid, qid,
-		         c->from, c->nrcpts, (unsigned long long)c->size);
-		local_delivery_enqueue(srv->ld, qid);
+		log_info("sid=%s qid=%s event=accepted from=<%s> rcpts=%zu size=%llu%s", c->sid, qid,
+		         c->from, c->nrcpts, (unsigned long long)c->size, direct ? " direct=yes" : "");
+		if (!direct)
+			local_delivery_enqueue(srv->ld, qid);
 	} else {
 		log_error("sid=%s qid=%s event=commit-failed error=%s", c->sid, c->qid,
 		          strerror(-err));
@@ -956,6 +1005,16 @@ static void server_on_commit_done(void *arg, int err, const char *qid)
 	smtp_server_commit_done(c->s, err, qid);
 	c->deadline = server_now() + c->cfg->c->cmd_timeout;
 	server_conn_update(c);
+}
+
+static void server_on_commit_done(void *arg, int err, const char *qid)
+{
+	server_commit_finish(arg, err, qid, false);
+}
+
+static void server_on_direct_done(void *arg, int err, const char *qid)
+{
+	server_commit_finish(arg, err, qid, true);
 }
 
 /* ---- accepting ---- */
@@ -1225,6 +1284,14 @@ static void server_on_spool(struct ev_loop *loop, int fd, void *arg, unsigned ev
 		ev_stop(loop);
 }
 
+static void server_on_direct(struct ev_loop *loop, int fd, void *arg, unsigned events)
+{
+	struct server *srv = arg;
+	direct_run_completions(srv->direct);
+	if (srv->stopping && srv->nconns == 0)
+		ev_stop(loop);
+}
+
 static void server_on_tick(struct ev_loop *loop, void *arg)
 {
 	struct server *srv = arg;
@@ -1355,6 +1422,12 @@ int server_run(struct server *srv)
 		return 1;
 	}
 	ev_set(srv->loop, spool_event_fd(srv->spool), EV_READ, server_on_spool, srv);
+	rc = direct_open(&srv->direct, cfg->data_dir, cfg->mailbox_pattern, cfg->hostname);
+	if (rc < 0) {
+		log_error("event=startup-failed error=\"direct delivery: %s\"", strerror(-rc));
+		return 1;
+	}
+	ev_set(srv->loop, direct_event_fd(srv->direct), EV_READ, server_on_direct, srv);
 
 	struct local_delivery_opts lo = {
 		.data_dir = cfg->data_dir,
@@ -1401,6 +1474,8 @@ int server_run(struct server *srv)
 		}
 		server_conn_close(c, "shutdown");
 	}
+	direct_close(srv->direct);
+	srv->direct = NULL;
 	local_delivery_stop(srv->ld);
 	srv->ld = NULL;
 	server_cfg_unref(srv->deliver_cfg);

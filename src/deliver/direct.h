@@ -1,0 +1,61 @@
+/* direct.h - direct delivery: a message whose recipients are all local mailboxes is
+ * written straight into each recipient's Maildir tmp/ while it arrives, and made
+ * durable and visible by a group commit (one syncfs for the batch, rename into new/,
+ * one fsync per distinct new/ directory) before the 250. One durable write instead
+ * of queue file + fsync + redelivery + a second fsync. docs/QUEUE.md, "Direct
+ * delivery", is the contract.
+ *
+ * It does not decide which messages qualify (the glue does: local recipients only),
+ * does not touch the spool, and never retries: a failure comes back as an error, the
+ * client gets a 4xx and nothing is left in any new/.
+ *
+ * Threads: direct_msg_begin/_write/_abort run on the loop thread (writes go to the
+ * page cache); syncs and renames run on the committer thread; completions come back
+ * to the loop through direct_event_fd() and direct_run_completions().
+ */
+#ifndef TERN_DIRECT_H
+#define TERN_DIRECT_H
+
+#include <stddef.h>
+
+#include "queue/spool.h"
+
+/* Most final recipients a message may have to take the direct path (each costs an
+ * open file while the message arrives). */
+#define DIRECT_RCPTS_MAX 16
+
+struct direct;
+struct direct_msg;
+
+/* data_dir, pattern: as for local delivery (local_mailbox_path); hostname: for the
+ * Maildir file names. Strings are copied. Starts the committer thread. The
+ * environment variable TERN_FAULT=write|fsync|rename|dirsync makes that step fail
+ * with EIO, as in the spool (tests only). Returns 0 or -errno. */
+int direct_open(struct direct **out, const char *data_dir, const char *pattern,
+                const char *hostname);
+/* Finishes pending commits and runs their completions, then frees. NULL is fine. */
+void direct_close(struct direct *d);
+int direct_event_fd(const struct direct *d);
+void direct_run_completions(struct direct *d);
+
+/* Begin a message for env's recipients (user, domain: final local mailboxes; orig for
+ * the log); env->from goes into Return-Path. Opens one tmp/ file per recipient and
+ * creates missing Maildirs. qid names the message in logs and in done(). env is not
+ * kept. Returns 0 or -errno (nothing left behind). */
+int direct_msg_begin(struct direct *d, struct direct_msg **out, const struct spool_envelope *env,
+                     const char *qid);
+/* Append message bytes as received (CRLF); stored with LF line ends. 0 or -errno;
+ * an error is also sticky and reported again at commit. */
+int direct_msg_write(struct direct_msg *m, const void *p, size_t n);
+/* Commit asynchronously; done() runs on the loop thread from direct_run_completions()
+ * with err 0 (every copy is durable in its new/) or -errno (none is in new/). m is
+ * freed after done returns. */
+void direct_msg_commit(struct direct_msg *m, void (*done)(void *arg, int err, const char *qid),
+                       void *arg);
+/* Drop an uncommitted message: unlink its tmp/ files, free m. NULL is fine. */
+void direct_msg_abort(struct direct_msg *m);
+
+/* Counters for tests/bench: batches, messages committed. */
+void direct_stats(const struct direct *d, unsigned long *batches, unsigned long *msgs);
+
+#endif

@@ -1,0 +1,265 @@
+/* direct_test.c - unit tests of direct delivery: one file per recipient in new/
+ * with the Return-Path/Delivered-To prefix and LF line ends (CRLF split across
+ * writes, lone CR kept, content larger than the staging buffer), ",S=" equal to the
+ * size, nothing left in tmp/; many messages share a batch; abort and every injected
+ * fault (TERN_FAULT) leave nothing in new/ or tmp/ and report the error. Real files
+ * in a temporary directory. */
+#include <cmocka.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "deliver/direct.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char direct_t_dir[256];
+
+static int direct_t_rm(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(p);
+}
+
+static int direct_t_setup(void **state)
+{
+	(void)state;
+	snprintf(direct_t_dir, sizeof direct_t_dir, "/tmp/direct_test.XXXXXX");
+	assert_non_null(mkdtemp(direct_t_dir));
+	return 0;
+}
+
+static int direct_t_teardown(void **state)
+{
+	(void)state;
+	unsetenv("TERN_FAULT");
+	nftw(direct_t_dir, direct_t_rm, 16, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
+/* Entries in <dir>/mail/<domain>/<user>/Maildir/<sub>; the last name into name. */
+static int direct_t_count(const char *user, const char *sub, char *name, size_t nsz)
+{
+	char p[512];
+	snprintf(p, sizeof p, "%s/mail/example.org/%s/Maildir/%s", direct_t_dir, user, sub);
+	DIR *d = opendir(p);
+	int n = 0;
+	if (d == NULL)
+		return -1;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (name)
+			snprintf(name, nsz, "%s", de->d_name);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static char *direct_t_read(const char *user, const char *name, size_t *len)
+{
+	char p[1024];
+	snprintf(p, sizeof p, "%s/mail/example.org/%s/Maildir/new/%s", direct_t_dir, user, name);
+	FILE *f = fopen(p, "rb");
+	assert_non_null(f);
+	char *b = malloc(1 << 20);
+	assert_non_null(b);
+	*len = fread(b, 1, 1 << 20, f);
+	fclose(f);
+	b[*len] = '\0';
+	return b;
+}
+
+struct direct_t_res {
+	int calls;
+	int err;
+	char qid[SPOOL_QID_MAX];
+};
+
+static void direct_t_done(void *arg, int err, const char *qid)
+{
+	struct direct_t_res *r = arg;
+	r->calls++;
+	r->err = err;
+	snprintf(r->qid, sizeof r->qid, "%s", qid);
+}
+
+static void direct_t_wait(struct direct *d, struct direct_t_res *res, int want)
+{
+	for (int i = 0; i < 500; i++) {
+		int total = 0;
+		for (int k = 0; k < want; k++)
+			total += res[k].calls;
+		if (total == want)
+			return;
+		struct pollfd pfd = {.fd = direct_event_fd(d), .events = POLLIN};
+		poll(&pfd, 1, 20);
+		direct_run_completions(d);
+	}
+	fail_msg("completions did not arrive");
+}
+
+static struct spool_rcpt direct_t_rcpts[2] = {
+    {.orig = "Alice@Example.org", .user = "alice", .domain = "example.org"},
+    {.orig = "bob@example.org", .user = "bob", .domain = "example.org"},
+};
+
+static struct spool_envelope direct_t_env(size_t n)
+{
+	struct spool_envelope e;
+	memset(&e, 0, sizeof e);
+	e.from = "sender@example.net";
+	e.rcpts = direct_t_rcpts;
+	e.nrcpts = n;
+	return e;
+}
+
+static void direct_t_basic(void **state)
+{
+	(void)state;
+	struct direct *d;
+	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "host/a:b"), 0);
+	struct spool_envelope env = direct_t_env(2);
+	struct direct_msg *m;
+	assert_int_equal(direct_msg_begin(d, &m, &env, "QID1"), 0);
+	/* CRLF split across writes, a lone CR, and more than the 16 KiB staging buffer */
+	assert_int_equal(direct_msg_write(m, "Subject: x\r", 11), 0);
+	assert_int_equal(direct_msg_write(m, "\n\r\nline a\rb\r\n", 13), 0);
+	char big[40000];
+	memset(big, 'x', sizeof big);
+	for (size_t i = 98; i < sizeof big; i += 100) {
+		big[i] = '\r';
+		big[i + 1] = '\n';
+	}
+	assert_int_equal(direct_msg_write(m, big, sizeof big), 0);
+	assert_int_equal(direct_msg_write(m, "end\r", 4), 0);
+	struct direct_t_res res = {0};
+	direct_msg_commit(m, direct_t_done, &res);
+	direct_t_wait(d, &res, 1);
+	assert_int_equal(res.err, 0);
+	assert_string_equal(res.qid, "QID1");
+
+	const char *users[2] = {"alice", "bob"};
+	for (int u = 0; u < 2; u++) {
+		char name[512];
+		assert_int_equal(direct_t_count(users[u], "new", name, sizeof name), 1);
+		assert_int_equal(direct_t_count(users[u], "tmp", NULL, 0), 0);
+		assert_non_null(strstr(name, ".host\\057a\\072b,S="));
+		size_t len;
+		char *b = direct_t_read(users[u], name, &len);
+		char want[128];
+		snprintf(want, sizeof want,
+		         "Return-Path: <sender@example.net>\nDelivered-To: %s@example.org\n"
+		         "Subject: x\n\nline a\rb\nxx",
+		         users[u]);
+		assert_memory_equal(b, want, strlen(want));
+		assert_int_equal(b[len - 1], '\r'); /* the final lone CR is kept */
+		assert_memory_equal(b + len - 4, "end\r", 4);
+		assert_null(memmem(b, len - 1, "\r\n", 2));
+		unsigned long long s = strtoull(strstr(name, ",S=") + 3, NULL, 10);
+		assert_int_equal(s, len);
+		free(b);
+	}
+	direct_close(d);
+}
+
+static void direct_t_batch(void **state)
+{
+	(void)state;
+	struct direct *d;
+	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+	struct spool_envelope env = direct_t_env(1);
+	enum { N = 50 };
+	struct direct_t_res res[N];
+	memset(res, 0, sizeof res);
+	for (int i = 0; i < N; i++) {
+		struct direct_msg *m;
+		char qid[16];
+		snprintf(qid, sizeof qid, "Q%d", i);
+		assert_int_equal(direct_msg_begin(d, &m, &env, qid), 0);
+		assert_int_equal(direct_msg_write(m, "a\r\n", 3), 0);
+		direct_msg_commit(m, direct_t_done, &res[i]);
+	}
+	direct_t_wait(d, res, N);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(res[i].err, 0);
+	assert_int_equal(direct_t_count("alice", "new", NULL, 0), N);
+	assert_int_equal(direct_t_count("alice", "tmp", NULL, 0), 0);
+	unsigned long batches, msgs;
+	direct_stats(d, &batches, &msgs);
+	assert_int_equal(msgs, N);
+	assert_true(batches >= 1 && batches <= N);
+	direct_close(d);
+}
+
+static void direct_t_abort(void **state)
+{
+	(void)state;
+	struct direct *d;
+	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+	struct spool_envelope env = direct_t_env(2);
+	struct direct_msg *m;
+	assert_int_equal(direct_msg_begin(d, &m, &env, "Q"), 0);
+	assert_int_equal(direct_msg_write(m, "a\r\n", 3), 0);
+	assert_int_equal(direct_t_count("alice", "tmp", NULL, 0), 1);
+	direct_msg_abort(m);
+	assert_int_equal(direct_t_count("alice", "tmp", NULL, 0), 0);
+	assert_int_equal(direct_t_count("bob", "tmp", NULL, 0), 0);
+	assert_int_equal(direct_t_count("alice", "new", NULL, 0), 0);
+	direct_msg_abort(NULL);
+	/* too many recipients, or none: refused, nothing created */
+	env.nrcpts = 0;
+	assert_int_equal(direct_msg_begin(d, &m, &env, "Q"), -EINVAL);
+	direct_close(d);
+	direct_close(NULL);
+}
+
+static void direct_t_faults(void **state)
+{
+	(void)state;
+	const char *ops[] = {"write", "fsync", "rename", "dirsync"};
+	for (size_t k = 0; k < 4; k++) {
+		setenv("TERN_FAULT", ops[k], 1);
+		struct direct *d;
+		assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+		struct spool_envelope env = direct_t_env(2);
+		struct direct_msg *m;
+		assert_int_equal(direct_msg_begin(d, &m, &env, "Q"), 0);
+		/* a write error may show now or at commit; either way the commit fails */
+		direct_msg_write(m, "a\r\n", 3);
+		struct direct_t_res res = {0};
+		direct_msg_commit(m, direct_t_done, &res);
+		direct_t_wait(d, &res, 1);
+		assert_int_equal(res.err, -EIO);
+		assert_int_equal(direct_t_count("alice", "new", NULL, 0), 0);
+		assert_int_equal(direct_t_count("bob", "new", NULL, 0), 0);
+		assert_int_equal(direct_t_count("alice", "tmp", NULL, 0), 0);
+		assert_int_equal(direct_t_count("bob", "tmp", NULL, 0), 0);
+		direct_close(d);
+	}
+	unsetenv("TERN_FAULT");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(direct_t_basic, direct_t_setup, direct_t_teardown),
+	    cmocka_unit_test_setup_teardown(direct_t_batch, direct_t_setup, direct_t_teardown),
+	    cmocka_unit_test_setup_teardown(direct_t_abort, direct_t_setup, direct_t_teardown),
+	    cmocka_unit_test_setup_teardown(direct_t_faults, direct_t_setup, direct_t_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
