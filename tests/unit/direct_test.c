@@ -4,11 +4,12 @@
  * size, nothing left in tmp/; many messages share a batch; abort and every injected
  * fault (TERN_FAULT) leave nothing in new/ or tmp/ and report the error. Real files
  * in a temporary directory. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include "deliver/direct.h"
 
