@@ -4,7 +4,7 @@
  * Per message, on the loop thread: one tmp/<unique> file per recipient, opened at
  * DATA (Maildirs created on first use, parents fsynced); content is converted
  * CRLF -> LF once into a shared staging buffer and written to every file (the first
- * write of each file carries its Return-Path/Delivered-To prefix, in one writev).
+ * write of each file carries its Return-Path/Delivered-To prefix in the same write).
  * On the committer thread, for every message pending (a batch): flush the staging
  * buffer; syncfs() once per filesystem; rename each tmp/ file to
  * new/<unique>,S=<size> (RENAME_NOREPLACE, never overwrites); fsync each distinct
@@ -33,7 +33,6 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "deliver/local.h"
@@ -41,8 +40,9 @@
 #include "util/buf.h"
 #include "util/log.h"
 
-#define DIRECT_STAGE 16384 /* converted bytes held before writing to the files */
-#define DIRECT_DEVS 8      /* filesystems remembered per batch for syncfs */
+#define DIRECT_STAGE 16384     /* converted bytes held before writing to the files */
+#define DIRECT_DEVS 8          /* filesystems remembered per batch for syncfs */
+#define DIRECT_PREFIX_MAX 2048 /* prefixes up to this go out in the same write */
 
 enum direct_fault_op {
 	DIRECT_FAULT_NONE,
@@ -138,24 +138,17 @@ static int direct_lf(struct buf *out, const char *p, size_t n)
 	return 0;
 }
 
-static int direct_write_all(int fd, struct iovec *iov, int n)
+static int direct_write_all(int fd, const char *p, size_t n)
 {
 	while (n > 0) {
-		ssize_t w = writev(fd, iov, n);
+		ssize_t w = write(fd, p, n);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
-		while (n > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (char *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
+		p += w;
+		n -= (size_t)w;
 	}
 	return 0;
 }
@@ -166,19 +159,27 @@ static int direct_flush(struct direct_msg *m)
 	if (m->err)
 		return m->err;
 	int r = direct_fault(m->d, DIRECT_FAULT_WRITE);
+	/* The first write of a copy carries its prefix: one write(2), via a copy. */
+	char first[DIRECT_STAGE + DIRECT_PREFIX_MAX];
 	for (size_t i = 0; r == 0 && i < m->nr; i++) {
 		struct direct_rcpt *rc = &m->r[i];
-		struct iovec iov[2];
-		int n = 0;
-		if (!rc->pre_done && rc->pre.len > 0)
-			iov[n++] = (struct iovec){.iov_base = rc->pre.ptr, .iov_len = rc->pre.len};
-		if (m->slen > 0)
-			iov[n++] = (struct iovec){.iov_base = m->stage, .iov_len = m->slen};
-		if (n == 0)
+		size_t plen = rc->pre_done ? 0 : rc->pre.len;
+		if (plen + m->slen == 0)
 			continue;
-		r = direct_write_all(rc->fd, iov, n);
+		if (plen == 0) {
+			r = direct_write_all(rc->fd, m->stage, m->slen);
+		} else if (plen <= DIRECT_PREFIX_MAX) {
+			memcpy(first, rc->pre.ptr, plen);
+			if (m->slen > 0)
+				memcpy(first + plen, m->stage, m->slen);
+			r = direct_write_all(rc->fd, first, plen + m->slen);
+		} else {
+			r = direct_write_all(rc->fd, rc->pre.ptr, plen);
+			if (r == 0)
+				r = direct_write_all(rc->fd, m->stage, m->slen);
+		}
 		if (r == 0) {
-			rc->size += (rc->pre_done ? 0 : rc->pre.len) + m->slen;
+			rc->size += plen + m->slen;
 			rc->pre_done = true;
 			buf_free(&rc->pre);
 		}

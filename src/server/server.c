@@ -110,6 +110,8 @@ struct conn {
 	bool commit_pending;  /* spool commit in flight: must not be freed */
 	bool dead;            /* socket gone; free when the commit completes */
 	bool eof;             /* peer closed its side: close after the input is used */
+	bool out_dead;        /* peer reset: replies are dropped, input already received is
+	                       * still processed (a client that sends all and resets) */
 	struct sockaddr_storage peer;
 	char ip[INET6_ADDRSTRLEN];
 	char sid[20];
@@ -535,12 +537,15 @@ static int server_on_data_begin(void *ctx, const struct smtp_addr *from,
 		if (rc < 0)
 			goto fail;
 	}
+	rc = -EAGAIN;
 	if (server_can_direct(c, &env)) {
 		spool_new_qid(c->srv->spool, c->qid);
 		rc = direct_msg_begin(c->srv->direct, &c->dmsg, &env, c->qid);
-		if (rc < 0)
-			goto fail;
-	} else {
+		if (rc < 0) /* a mailbox we cannot open now: the queue keeps it and retries */
+			log_info("sid=%s qid=%s event=direct-unavailable error=\"%s\" (queued instead)",
+			         c->sid, c->qid, strerror(-rc));
+	}
+	if (rc < 0) {
 		rc = spool_msg_begin(c->srv->spool, &c->msg, &env);
 		if (rc < 0)
 			goto fail;
@@ -854,10 +859,17 @@ static int server_conn_flush(struct conn *c)
 	size_t len;
 	const char *out = smtp_server_output(c->s, &len);
 	while (len > 0) {
-		ssize_t w = server_conn_send(c, out, len);
+		ssize_t w = c->out_dead ? (ssize_t)len : server_conn_send(c, out, len);
 		if (w < 0) {
 			if (w == -EAGAIN)
 				return 0;
+			if (c->tls == NULL) {
+				/* Reset: nobody hears us any more, but what the client sent before
+				 * it is still read and processed (like an orderly close). */
+				log_info("sid=%s event=peer-reset client=%s", c->sid, c->ip);
+				c->out_dead = true;
+				continue;
+			}
 			server_conn_close(c, "write-error");
 			return -1;
 		}
@@ -977,6 +989,10 @@ static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned eve
 			}
 			if (r == -EAGAIN)
 				break;
+			if (c->in.len > 0) {
+				c->eof = true; /* use what arrived before the reset, then close */
+				break;
+			}
 			server_conn_close(c, "read-error");
 			return;
 		}

@@ -1,12 +1,13 @@
 /* faultshim.c - LD_PRELOAD fault injector for tests/e2e/test_faults.py.
  *
  * While the file named by $FAULTSHIM_CTL exists, its first word selects a fault for
- * file descriptors whose path contains "/spool/" (ternd's queue):
+ * file descriptors whose path contains "/spool/" (ternd's queue) or "/Maildir/" (where
+ * local-only messages are stored directly, docs/QUEUE.md "Direct delivery"):
  *   enospc  write(2) fails with ENOSPC
  *   short   write(2) writes at most 7 bytes (a legal short count, not an error)
  *   eio     fsync/fdatasync/syncfs fail with EIO
  * Remove the file and everything works again (service must resume). Anything else
- * (sockets, logs, Maildirs) is never touched. Test-only; not part of ternd. */
+ * (sockets, logs) is never touched. Test-only; not part of ternd. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -42,7 +43,9 @@ static int faultshim_is_spool(int fd)
 	if (n < 0)
 		return 0;
 	t[n] = '\0';
-	return strstr(t, "/spool/") != NULL;
+	/* the spool, and Maildirs: local-only messages are stored straight into them
+	 * (direct delivery, docs/QUEUE.md) */
+	return strstr(t, "/spool/") != NULL || strstr(t, "/Maildir/") != NULL;
 }
 
 static int faultshim_hit(int fd, const char *mode)
