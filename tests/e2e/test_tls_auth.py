@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import SMTPConn, free_port, tern_cli, wait_until
+from conftest import SMTPConn, free_port, is_listening, tern_cli, wait_until
 
 PASSWORD = "s3cret pass"
 
@@ -77,6 +77,9 @@ def srv(ternd_factory, tls_env):
     sub, smtps = free_port(), free_port()
     t = ternd_factory(config=config(tls_env, sub, smtps), listen=False)
     t.sub_port, t.smtps_port, t.env = sub, smtps, tls_env
+    # the fixture waits for the first listener only; the others follow
+    wait_until(lambda: is_listening(sub) and is_listening(smtps), timeout=10,
+               what="all listeners")
     return t
 
 
