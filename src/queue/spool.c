@@ -337,7 +337,11 @@ void spool_envelope_free(struct spool_envelope *e)
 		free(e->rcpts[i].orig);
 		free(e->rcpts[i].user);
 		free(e->rcpts[i].domain);
+		free(e->rcpts[i].orcpt);
+		free(e->rcpts[i].last_error);
 	}
+	free(e->envid);
+	e->envid = NULL;
 	free(e->rcpts);
 	e->from = e->helo = e->client_addr = NULL;
 	e->rcpts = NULL;
@@ -393,6 +397,57 @@ fail:
 	return r;
 }
 
+/* The envelope records up to and including envelope-end. The size field is fixed
+ * width; commit overwrites it with the body length. */
+static int spool_format_envelope(struct buf *h, const char *qid, const struct spool_envelope *env,
+                                 off_t *size_off, uint64_t size)
+{
+	int r;
+	/* The size field is fixed width; commit overwrites it with the body length. */
+	r = buf_printf(h, "%s\nqid %s\narrival %lld\nsize ", SPOOL_MAGIC, qid,
+	               (long long)env->arrival);
+	if (r < 0)
+		return r;
+	*size_off = (off_t)h->len;
+	if ((r = buf_printf(h, "%016llx\nsmtputf8 %d\nbody %d\nfrom ", (unsigned long long)size,
+	                    env->smtputf8 ? 1 : 0, env->body)) < 0)
+		return r;
+	r = spool_encode(h, env->from);
+	r = r ? r : buf_append_str(h, "\nhelo ");
+	r = r ? r : spool_encode(h, env->helo);
+	r = r ? r : buf_append_str(h, "\nclient ");
+	r = r ? r : spool_encode(h, env->client_addr);
+	r = r ? r : buf_append_str(h, "\n");
+	if (r == 0 && env->envid != NULL) {
+		r = buf_append_str(h, "envid ");
+		r = r ? r : spool_encode(h, env->envid);
+		r = r ? r : buf_append_str(h, "\n");
+	}
+	if (r == 0 && env->ret != 0)
+		r = buf_printf(h, "ret %d\n", env->ret);
+	for (size_t i = 0; r == 0 && i < env->nrcpts; i++) {
+		r = buf_append_str(h, "rcpt ");
+		r = r ? r : spool_encode(h, env->rcpts[i].orig);
+		r = r ? r : buf_append_str(h, " ");
+		r = r ? r : spool_encode(h, env->rcpts[i].user);
+		r = r ? r : buf_append_str(h, " ");
+		r = r ? r : spool_encode(h, env->rcpts[i].domain);
+		r = r ? r : buf_append_str(h, "\n");
+		/* records that qualify the rcpt above; older readers ignore them */
+		if (r == 0 && env->rcpts[i].remote)
+			r = buf_append_str(h, "route remote\n");
+		if (r == 0 && env->rcpts[i].notify != 0)
+			r = buf_printf(h, "notify %u\n", env->rcpts[i].notify);
+		if (r == 0 && env->rcpts[i].orcpt != NULL) {
+			r = buf_append_str(h, "orcpt ");
+			r = r ? r : spool_encode(h, env->rcpts[i].orcpt);
+			r = r ? r : buf_append_str(h, "\n");
+		}
+	}
+	r = r ? r : buf_append_str(h, SPOOL_ENV_END "\n");
+	return r;
+}
+
 int spool_msg_begin(struct spool *sp, struct spool_msg **out, struct spool_envelope *env)
 {
 	struct buf h;
@@ -420,31 +475,7 @@ int spool_msg_begin(struct spool *sp, struct spool_msg **out, struct spool_envel
 			goto fail;
 		}
 	}
-	/* The size field is fixed width; commit overwrites it with the body length. */
-	r = buf_printf(&h, "%s\nqid %s\narrival %lld\nsize ", SPOOL_MAGIC, m->qid,
-	               (long long)env->arrival);
-	if (r < 0)
-		goto fail;
-	m->size_field_off = (off_t)h.len;
-	if ((r = buf_printf(&h, "%016llx\nsmtputf8 %d\nbody %d\nfrom ", 0ull,
-	                    env->smtputf8 ? 1 : 0, env->body)) < 0)
-		goto fail;
-	r = spool_encode(&h, env->from);
-	r = r ? r : buf_append_str(&h, "\nhelo ");
-	r = r ? r : spool_encode(&h, env->helo);
-	r = r ? r : buf_append_str(&h, "\nclient ");
-	r = r ? r : spool_encode(&h, env->client_addr);
-	r = r ? r : buf_append_str(&h, "\n");
-	for (size_t i = 0; r == 0 && i < env->nrcpts; i++) {
-		r = buf_append_str(&h, "rcpt ");
-		r = r ? r : spool_encode(&h, env->rcpts[i].orig);
-		r = r ? r : buf_append_str(&h, " ");
-		r = r ? r : spool_encode(&h, env->rcpts[i].user);
-		r = r ? r : buf_append_str(&h, " ");
-		r = r ? r : spool_encode(&h, env->rcpts[i].domain);
-		r = r ? r : buf_append_str(&h, "\n");
-	}
-	r = r ? r : buf_append_str(&h, SPOOL_ENV_END "\n");
+	r = spool_format_envelope(&h, m->qid, env, &m->size_field_off, 0);
 	if (r < 0)
 		goto fail;
 	if ((r = spool_msg_put(m, h.ptr, h.len)) < 0)
@@ -883,6 +914,31 @@ int spool_read_envelope(struct spool *sp, const char *qid, struct spool_envelope
 			    (r = spool_decode(f[1], fl[1], &rc->user)) < 0 ||
 			    (r = spool_decode(f[2], fl[2], &rc->domain)) < 0)
 				goto fail;
+		} else if (KEY("route") || KEY("notify") || KEY("orcpt")) {
+			if (env->nrcpts == 0)
+				goto fail;
+			struct spool_rcpt *rc = &env->rcpts[env->nrcpts - 1];
+			if (KEY("route")) {
+				rc->remote = vl == 6 && memcmp(val, "remote", 6) == 0;
+			} else if (KEY("notify")) {
+				if (spool_parse_u64(val, vl, 10, &u) < 0 || u > 15)
+					goto fail;
+				rc->notify = (unsigned)u;
+			} else {
+				free(rc->orcpt);
+				rc->orcpt = NULL;
+				if ((r = spool_decode(val, vl, &rc->orcpt)) < 0)
+					goto fail;
+			}
+		} else if (KEY("envid")) {
+			free(env->envid);
+			env->envid = NULL;
+			if ((r = spool_decode(val, vl, &env->envid)) < 0)
+				goto fail;
+		} else if (KEY("ret")) {
+			if (spool_parse_u64(val, vl, 10, &u) < 0 || u > 2)
+				goto fail;
+			env->ret = (int)u;
 		}
 		/* unknown keys: ignored, so a newer writer's extra records do not break us */
 #undef KEY
@@ -906,6 +962,8 @@ int spool_read_envelope(struct spool *sp, const char *qid, struct spool_envelope
 	    (env->client_addr == NULL && (env->client_addr = strdup("")) == NULL))
 		goto fail;
 	if ((r = spool_read_done(sp, qid, env)) < 0)
+		goto fail;
+	if ((r = spool_read_state(sp, qid, env)) < 0)
 		goto fail;
 	*body_off = (uint64_t)off;
 	free(line);
@@ -963,6 +1021,9 @@ int spool_remove(struct spool *sp, const char *qid)
 	snprintf(name, sizeof name, "%s.done", qid);
 	if (unlinkat(sp->queue_fd, name, 0) < 0 && errno != ENOENT)
 		return -errno;
+	snprintf(name, sizeof name, "%s.state", qid);
+	if (unlinkat(sp->queue_fd, name, 0) < 0 && errno != ENOENT)
+		return -errno;
 	return 0;
 }
 
@@ -1012,10 +1073,12 @@ static int spool_scan_queue(struct spool *sp, bool clean, void (*cb)(void *arg, 
 	while (clean && (de = readdir(d)) != NULL) {
 		size_t l = strlen(de->d_name);
 		char q[SPOOL_QID_MAX];
-		if (l <= 5 || l - 5 >= SPOOL_QID_MAX || strcmp(de->d_name + l - 5, ".done") != 0)
+		size_t sl = l > 6 && strcmp(de->d_name + l - 6, ".state") == 0 ? 6 : 5;
+		if (l <= sl || l - sl >= SPOOL_QID_MAX ||
+		    (strcmp(de->d_name + l - 5, ".done") != 0 && sl == 5))
 			continue;
-		memcpy(q, de->d_name, l - 5);
-		q[l - 5] = '\0';
+		memcpy(q, de->d_name, l - sl);
+		q[l - sl] = '\0';
 		if (faccessat(sp->queue_fd, q, F_OK, 0) < 0 && errno == ENOENT)
 			unlinkat(sp->queue_fd, de->d_name, 0);
 	}
@@ -1124,4 +1187,66 @@ int spool_recover(struct spool *sp, void (*cb)(void *arg, const char *qid), void
 	closedir(d);
 	struct spool_recover_ctx rc = {.sp = sp, .cb = cb, .arg = arg};
 	return spool_scan_queue(sp, true, spool_recover_one, &rc);
+}
+
+/* ---- injecting a generated message (bounces) ---- */
+
+int spool_inject(struct spool *sp, const char *qid, const struct spool_envelope *env,
+                 const void *body, size_t n)
+{
+	struct buf h;
+	off_t size_off;
+	int fd = -1, r;
+	if (!spool_is_valid_qid(qid))
+		return -EINVAL;
+	if (faccessat(sp->queue_fd, qid, F_OK, 0) == 0)
+		return -EEXIST;
+	buf_init(&h, 0);
+	struct spool_envelope e = *env;
+	snprintf(e.qid, sizeof e.qid, "%s", qid);
+	/* state first: a queue file never exists without the hold it was made with */
+	if ((r = spool_write_state(sp, &e)) < 0)
+		goto fail;
+	if ((r = spool_format_envelope(&h, qid, &e, &size_off, n)) < 0 ||
+	    (r = buf_append(&h, body, n)) < 0)
+		goto fail;
+	unlinkat(sp->incoming_fd, qid, 0);
+	fd = openat(sp->incoming_fd, qid, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if ((r = spool_write_all(fd, h.ptr, h.len)) < 0)
+		goto fail;
+	if (fdatasync(fd) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	/* link, not rename: never replaces a message of the same id */
+	char src[PATH_MAX + 64], dst[PATH_MAX + 64];
+	snprintf(src, sizeof src, "%s/incoming/%s", sp->dir, qid);
+	snprintf(dst, sizeof dst, "%s/queue/%s", sp->dir, qid);
+	if (link(src, dst) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	unlinkat(sp->incoming_fd, qid, 0);
+	r = spool_fsync_dir(sp->queue_fd);
+fail:
+	if (fd >= 0)
+		close(fd);
+	if (r < 0 && r != -EEXIST)
+		unlinkat(sp->incoming_fd, qid, 0);
+	buf_free(&h);
+	return r;
+}
+
+int spool_encode_value(struct buf *b, const char *s)
+{
+	return spool_encode(b, s);
+}
+
+int spool_decode_value(const char *p, size_t n, char **out)
+{
+	return spool_decode(p, n, out);
 }

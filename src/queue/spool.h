@@ -25,8 +25,21 @@ struct spool_rcpt {
 	char *orig;    /* "user@domain" as the client gave it */
 	char *user;    /* final mailbox user (after aliases) */
 	char *domain;  /* final mailbox domain */
-	bool done;     /* delivered (set by delivery; persisted in the queue) */
+	bool done;     /* final: delivered or bounced (persisted in <qid>.done) */
+	bool remote;   /* route: relay to another server (record "route remote") */
+	unsigned notify; /* RFC 3461 NOTIFY bits (SPOOL_NOTIFY_*); 0 = not given */
+	char *orcpt;   /* RFC 3461 ORCPT as given ("rfc822;a@b"), NULL if none */
+	/* Relay state, persisted in <qid>.state (spool_state.c), not in the queue file: */
+	bool failed;        /* failed for good; a DSN is owed or sent (see QUEUE.md) */
+	unsigned attempts;  /* delivery attempts that failed temporarily */
+	time_t next_try;    /* wall clock; 0 = now */
+	char *last_error;   /* escaped text of the last failure, NULL if none */
 };
+
+#define SPOOL_NOTIFY_NEVER 1u
+#define SPOOL_NOTIFY_SUCCESS 2u
+#define SPOOL_NOTIFY_FAILURE 4u
+#define SPOOL_NOTIFY_DELAY 8u
 
 struct spool_envelope {
 	char qid[SPOOL_QID_MAX];
@@ -38,6 +51,12 @@ struct spool_envelope {
 	char *client_addr; /* client IP (for logging) */
 	bool smtputf8;
 	int body;          /* 0 7bit, 1 8bitmime, 2 binarymime */
+	char *envid;       /* RFC 3461 ENVID, NULL if none */
+	int ret;           /* RFC 3461 RET: 0 not given, 1 FULL, 2 HDRS */
+	/* Message state, persisted in <qid>.state: */
+	bool held;         /* `tern queue hold`: no delivery attempts */
+	bool warned;       /* a delay warning was sent */
+	unsigned dsn_seq;  /* bounces generated so far (DSN qid is <qid>D<seq>) */
 };
 void spool_envelope_free(struct spool_envelope *e); /* frees members, not e */
 
@@ -82,5 +101,24 @@ int spool_recover(struct spool *sp, void (*cb)(void *arg, const char *qid), void
 /* List queue/ in qid order without touching anything (safe while ternd runs, e.g.
  * for `tern queue`); spool_recover is for start-up only, it deletes incoming/. */
 int spool_list(struct spool *sp, void (*cb)(void *arg, const char *qid), void *arg);
+
+
+/* Write a generated message (a bounce) under the given qid, synchronously and
+ * durably: state file first (env->held etc.), then queue/<qid> by link() so an
+ * existing message is never replaced (-EEXIST then). Caller's thread. */
+int spool_inject(struct spool *sp, const char *qid, const struct spool_envelope *env,
+                 const void *body, size_t n);
+
+/* Per-message state in queue/<qid>.state (spool_state.c): held, warned, dsn_seq and
+ * per-recipient failed/attempts/next_try/last_error. Read by spool_read_envelope;
+ * a missing file means "all zero". Written atomically (tmp, fdatasync, rename,
+ * directory fsync). */
+int spool_read_state(struct spool *sp, const char *qid, struct spool_envelope *env);
+int spool_write_state(struct spool *sp, const struct spool_envelope *env);
+
+/* The record value encoding (percent-encoding, docs/QUEUE.md), for spool_state.c. */
+struct buf;
+int spool_encode_value(struct buf *b, const char *s);
+int spool_decode_value(const char *p, size_t n, char **out);
 
 #endif
