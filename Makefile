@@ -5,7 +5,7 @@ CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -Wstrict-prototypes -Wvla
 OPT     ?= -O2 -g
 CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Isrc -pthread $(EXTRA_CFLAGS)
-LIBS    := -lssl -lcrypto -lcrypt -pthread
+LIBS    := -lssl -lcrypto -lcrypt -lcares -pthread
 BUILD   ?= build
 
 LIB_SRC  := $(wildcard src/util/*.c src/smtp/*.c src/policy/*.c src/queue/*.c \

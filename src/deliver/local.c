@@ -43,6 +43,8 @@ struct local_delivery {
 	char pattern[PATH_MAX];
 	char hostname[256];
 	unsigned retry_first_s, retry_max_s;
+	void (*remote)(void *arg, const char *qid);
+	void *remote_arg;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct local_item *heap;   /* min-heap on (due_ms, seq) */
@@ -280,12 +282,18 @@ static int local_deliver_one(struct local_delivery *ld, const char *qid)
 		r = -EBADMSG;
 		goto fail;
 	}
-	for (size_t i = 0; i < env.nrcpts; i++)
+	if (env.held) /* `tern queue hold`; release enqueues it again */
+		goto out;
+	nremote = 0;
+	for (size_t i = 0; i < env.nrcpts; i++) {
 		if (env.rcpts[i].done)
 			ndone++;
+		else if (env.rcpts[i].remote)
+			nremote++;
+	}
 	for (size_t i = 0; i < env.nrcpts; i++) {
 		struct spool_rcpt *rc = &env.rcpts[i];
-		if (rc->done)
+		if (rc->done || rc->remote) /* remote ones: relay.c */
 			continue;
 		log_escape(e1, sizeof e1, rc->orig, strlen(rc->orig));
 		if (ld->is_local != NULL && !ld->is_local(ld->is_local_arg, rc->domain)) {
@@ -316,6 +324,8 @@ static int local_deliver_one(struct local_delivery *ld, const char *qid)
 	}
 	if (nremote > 0 && ndone + nremote == env.nrcpts)
 		log_info("qid=%s event=waiting-for-relay rcpts=%zu", qid, nremote);
+	if (nremote > 0 && ld->remote != NULL)
+		ld->remote(ld->remote_arg, qid); /* it removes the entry when all are final */
 	if (ndone == env.nrcpts) {
 		if ((r = spool_remove(ld->sp, qid)) < 0 && r != -ENOENT)
 			log_warn("qid=%s event=remove-failed error=\"%s\"", qid, strerror(-r));
@@ -411,6 +421,8 @@ int local_delivery_start(struct local_delivery **out, struct spool *sp,
 	ld->sp = sp;
 	ld->is_local = o->is_local;
 	ld->is_local_arg = o->is_local_arg;
+	ld->remote = o->remote;
+	ld->remote_arg = o->remote_arg;
 	ld->nthreads = o->threads ? o->threads : 1;
 	ld->retry_first_s = o->retry_first_s ? o->retry_first_s : 60;
 	ld->retry_max_s = o->retry_max_s ? o->retry_max_s : 3600;

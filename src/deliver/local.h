@@ -22,6 +22,10 @@ struct local_delivery_opts {
 	 * accepted for relaying) are left in the queue, not done, for outbound delivery. */
 	bool (*is_local)(void *arg, const char *domain);
 	void *is_local_arg;
+	/* Called (from a worker) with a qid that has remote recipients still to do,
+	 * after its local ones were attempted; NULL: remote recipients wait. */
+	void (*remote)(void *arg, const char *qid);
+	void *remote_arg;
 };
 
 int local_delivery_start(struct local_delivery **out, struct spool *sp,

@@ -235,6 +235,7 @@ struct config *config_default(void)
 	c->use_syslog = false;
 	c->auth_fail_delay = CONFIG_AUTH_FAIL_DELAY_DEFAULT;
 	c->auth_max_failures = CONFIG_AUTH_MAX_FAILURES_DEFAULT;
+	config_relay_defaults(&c->relay);
 	if (config_listener_parse(CONFIG_DEFAULT_LISTENER, &l, msg, sizeof(msg)) < 0)
 		goto fail;
 	l.lenient_lf = true;
@@ -260,6 +261,7 @@ void config_free(struct config *c)
 	}
 	config_users_free(c->users);
 	config_aliases_free(c->aliases);
+	config_relay_free(&c->relay);
 	free(c);
 }
 
@@ -826,6 +828,12 @@ static int config_assign(struct config_parse *p, char *s)
 			k = &config_keys[i];
 			break;
 		}
+	}
+	if (k == NULL && p->l == NULL && *val != '\0') {
+		char msg[400];
+		int rc = config_relay_assign(&p->c->relay, key, val, msg, sizeof msg);
+		if (rc != -ENOENT)
+			return rc < 0 ? CONFIG_PERR(p, "%s", msg) : 0;
 	}
 	if (k == NULL)
 		return CONFIG_PERR(p, "unknown key '%s'", key);

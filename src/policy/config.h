@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "policy/config_relay.h"
+
 #define CONFIG_LISTENERS_MAX 16
 
 enum config_tls { CONFIG_TLS_NONE, CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT };
@@ -73,6 +75,7 @@ struct config {
 	unsigned auth_max_failures;   /* failed AUTHs in a session before 421 and close */
 	char run_user[64];            /* user= : drop to it when started as root ("": "tern"
 	                                 if that user exists) */
+	struct config_relay relay;    /* outbound delivery (config_relay.h) */
 
 	struct config_listener listeners[CONFIG_LISTENERS_MAX];
 	size_t nlisteners;

@@ -103,6 +103,10 @@ int spool_recover(struct spool *sp, void (*cb)(void *arg, const char *qid), void
 int spool_list(struct spool *sp, void (*cb)(void *arg, const char *qid), void *arg);
 
 
+/* The address to deliver rcpt to: orig when it names the same domain (keeps the
+ * local part's case and quoting), else user@domain (an alias target). */
+void spool_rcpt_address(const struct spool_rcpt *rc, char *out, size_t outsz);
+
 /* Write a generated message (a bounce) under the given qid, synchronously and
  * durably: state file first (env->held etc.), then queue/<qid> by link() so an
  * existing message is never replaced (-EEXIST then). Caller's thread. */

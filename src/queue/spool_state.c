@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define SPOOL_STATE_MAGIC "tern-state 1"
@@ -174,4 +175,13 @@ fail:
 	}
 	buf_free(&b);
 	return r;
+}
+
+void spool_rcpt_address(const struct spool_rcpt *rc, char *out, size_t outsz)
+{
+	const char *at = rc->orig ? strrchr(rc->orig, '@') : NULL;
+	if (at != NULL && strcasecmp(at + 1, rc->domain) == 0)
+		snprintf(out, outsz, "%s", rc->orig);
+	else
+		snprintf(out, outsz, "%s@%s", rc->user, rc->domain);
 }

@@ -9,6 +9,7 @@
 #include "queue/spool.h"
 
 struct envelope_ctx {
+	const struct config *cfg;
 	struct spool_envelope *env;
 	const char *orig;
 	int err;
@@ -34,6 +35,8 @@ static void envelope_emit(void *arg, const char *user, const char *domain)
 	r->orig = strdup(ec->orig);
 	r->user = strdup(user);
 	r->domain = strdup(domain);
+	/* not one of our domains: relay.c delivers it (docs/QUEUE.md "route") */
+	r->remote = !ec->cfg->accept_any_domain && !config_is_local_domain(ec->cfg, domain);
 	env->nrcpts++;
 	if (r->orig == NULL || r->user == NULL || r->domain == NULL)
 		ec->err = -ENOMEM;
@@ -42,7 +45,7 @@ static void envelope_emit(void *arg, const char *user, const char *domain)
 int envelope_add_rcpt(const struct config *cfg, struct spool_envelope *env, const char *user,
                       const char *domain, const char *orig)
 {
-	struct envelope_ctx ec = {.env = env, .orig = orig, .err = 0};
+	struct envelope_ctx ec = {.cfg = cfg, .env = env, .orig = orig, .err = 0};
 	int rc = config_resolve(cfg, user, domain, envelope_emit, &ec);
 	if (rc == -ENOMEM)
 		return -ENOMEM;

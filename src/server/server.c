@@ -43,6 +43,7 @@
 
 #include "deliver/direct.h"
 #include "deliver/local.h"
+#include "deliver/relay.h"
 #include "policy/config.h"
 #include "policy/sasl.h"
 #include "queue/spool.h"
@@ -91,6 +92,7 @@ struct server {
 	struct direct *direct; /* local-only messages straight into Maildirs */
 	struct local_delivery *ld;
 	struct pickup *pickup; /* maildrop left by `tern sendmail` */
+	struct relay *rl;
 	struct ipcount *ipc;
 	struct authcheck *authc;
 	int sigfd;
@@ -1363,6 +1365,19 @@ static void server_recovered(void *arg, const char *qid)
 
 /* ---- public ---- */
 
+/* Glue between the delivery modules (called from their threads). */
+static void server_local_enqueue(void *arg, const char *qid)
+{
+	struct server *srv = arg;
+	local_delivery_enqueue(srv->ld, qid);
+}
+
+static void server_relay_enqueue(void *arg, const char *qid)
+{
+	struct server *srv = arg;
+	relay_enqueue(srv->rl, qid);
+}
+
 int server_new(struct server **out, struct config *cfg, const char *config_path)
 {
 	struct server *srv = calloc(1, sizeof *srv);
@@ -1445,7 +1460,21 @@ int server_run(struct server *srv)
 	}
 	ev_set(srv->loop, direct_event_fd(srv->direct), EV_READ, server_on_direct, srv);
 
+	struct relay_opts ro = {
+		.cfg = cfg->relay,
+		.hostname = cfg->hostname,
+		.local = cfg,
+		.local_enqueue = server_local_enqueue,
+		.arg = srv,
+	};
+	rc = relay_start(&srv->rl, srv->spool, &ro);
+	if (rc < 0) {
+		log_error("event=startup-failed error=\"relay: %s\"", strerror(-rc));
+		return 1;
+	}
 	struct local_delivery_opts lo = {
+		.remote = server_relay_enqueue,
+		.remote_arg = srv,
 		.data_dir = cfg->data_dir,
 		.mailbox_pattern = cfg->mailbox_pattern,
 		.hostname = cfg->hostname,
@@ -1492,12 +1521,16 @@ int server_run(struct server *srv)
 	}
 	direct_close(srv->direct);
 	srv->direct = NULL;
+	relay_stop(srv->rl);
 	local_delivery_stop(srv->ld);
 	srv->ld = NULL;
 	server_cfg_unref(srv->deliver_cfg);
 	srv->deliver_cfg = NULL;
 	authcheck_stop(srv->authc);
 	srv->authc = NULL;
+	relay_free(srv->rl);
+	srv->rl = NULL;
+	srv->ld = NULL;
 	spool_close(srv->spool);
 	srv->spool = NULL;
 	pickup_free(srv->pickup);

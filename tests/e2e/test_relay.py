@@ -1,0 +1,363 @@
+"""Outbound delivery (issue 6): a real dnsmasq on loopback serves MX/A records for
+test domains pointing at 127.0.0.2 / 127.0.0.3; a sender ternd relays to a receiver
+ternd (or to a misbehaving receiver written here) and bounces what fails.
+
+Remote recipients reach the sender through an alias (bob@sender.test ->
+bob@remote.test), which needs no relay permission."""
+
+import email
+import email.policy
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import free_port, wait_until, maildir_files, read_stored
+
+DNSMASQ = "/usr/sbin/dnsmasq"
+
+
+def free_udp_port():
+    """A port free for both UDP and TCP on 127.0.0.1 (dnsmasq binds both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            with socket.socket() as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                    return port
+                except OSError:
+                    continue
+    raise AssertionError("no free DNS port")
+
+
+def common_port(hosts):
+    """A TCP port free on every one of hosts (MX hosts share relay_port)."""
+    for _ in range(50):
+        p = free_port(hosts[0])
+        ok = True
+        for h in hosts[1:]:
+            with socket.socket() as s:
+                try:
+                    s.bind((h, p))
+                except OSError:
+                    ok = False
+        if ok:
+            return p
+    raise AssertionError("no common free port")
+
+
+@pytest.fixture
+def dnsmasq(tmp_path):
+    """dns(records) -> port. records: extra dnsmasq options (--mx-host=..., ...)."""
+    procs = []
+
+    def start(records):
+        if not __import__("os").path.exists(DNSMASQ):
+            pytest.skip("dnsmasq not installed")
+        port = free_udp_port()
+        log = open(tmp_path / "dnsmasq.log", "wb")
+        p = subprocess.Popen([DNSMASQ, "--keep-in-foreground", "--port=%d" % port,
+                              "--listen-address=127.0.0.1", "--bind-interfaces",
+                              "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+                              "--pid-file=", "--user=" + __import__("getpass").getuser(),
+                              *records], stdout=log, stderr=log)
+        procs.append(p)
+        q = dns_query_ready(port)
+        assert q, "dnsmasq did not answer"
+        return port
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            p.wait(5)
+
+
+def dns_query_ready(port, timeout=5.0):
+    # a minimal A query for "x.test"; any reply means it is up
+    q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x04test\x00\x00\x01\x00\x01"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            try:
+                s.sendto(q, ("127.0.0.1", port))
+                s.recvfrom(512)
+                return True
+            except OSError:
+                time.sleep(0.05)
+    return False
+
+
+SENDER_CONF = """
+hostname = sender.test
+local_domains = sender.test
+aliases = aliases
+resolver = 127.0.0.1:{dns}
+relay_port = {rport}
+retry_first = 1s
+retry_max = 2s
+relay_timeout = 5s
+{extra}
+"""
+
+
+def make_sender(ternd_factory, dns, rport, aliases, extra=""):
+    t = ternd_factory(config=SENDER_CONF.format(dns=dns, rport=rport, extra=extra)
+                      .replace("{dns}", str(dns)), start=False)
+    (t.tmp / "aliases").write_text(aliases)
+    return t.start()
+
+
+def submit(t, rcpts, body, sender="alice@sender.test"):
+    with t.smtp() as s:
+        s.sendmail(sender, rcpts, body)
+
+
+MSG = (b"From: alice@sender.test\r\nTo: bob@sender.test\r\nSubject: relay test\r\n"
+       b"Message-ID: <relay-1@sender.test>\r\n\r\nHello over there.\r\n"
+       b".leading dot line\r\n..two dots\r\nlast line\r\n")
+
+
+def body_after_trace(raw):
+    """Stored message minus the lines ternd prepends (Return-Path, Delivered-To,
+    Received: with its continuation lines)."""
+    lines = raw.split(b"\n")
+    i = 0
+    while i < len(lines):
+        l = lines[i]
+        if l.startswith((b"Return-Path:", b"Delivered-To:", b"Received:")) or \
+                (l[:1] in (b"\t", b" ") and i > 0):
+            i += 1
+            continue
+        break
+    return b"\n".join(lines[i:])
+
+
+def test_relay_via_mx_byte_exact(ternd_factory, dnsmasq):
+    rport = common_port(["127.0.0.2", "127.0.0.3"])
+    dns = dnsmasq(["--mx-host=remote.test,mx1.remote.test,10",
+                   "--host-record=mx1.remote.test,127.0.0.2"])
+    recv = ternd_factory(config="local_domains = remote.test\n", host="127.0.0.2", port=rport)
+    send = make_sender(ternd_factory, dns, rport, "bob: bob@remote.test\n")
+    submit(send, ["bob@sender.test"], MSG)
+    files = recv.wait_mail("bob@remote.test", timeout=15)
+    raw = files[0].read_bytes()
+    # two Received headers: the sender's and the receiver's
+    assert raw.count(b"Received: from") == 2
+    assert body_after_trace(raw) == MSG.replace(b"\r\n", b"\n")
+    wait_until(lambda: "event=removed" in send.log(), timeout=10, what="queue entry removed")
+    assert "event=relayed" in send.log()
+
+
+def test_dead_mx_then_live_lower_priority(ternd_factory, dnsmasq):
+    rport = common_port(["127.0.0.2", "127.0.0.3"])
+    dns = dnsmasq(["--mx-host=remote.test,mx1.remote.test,10",
+                   "--mx-host=remote.test,mx2.remote.test,20",
+                   "--host-record=mx1.remote.test,127.0.0.2",
+                   "--host-record=mx2.remote.test,127.0.0.3"])
+    recv = ternd_factory(config="local_domains = remote.test\n", host="127.0.0.3", port=rport)
+    send = make_sender(ternd_factory, dns, rport, "bob: bob@remote.test\n")
+    submit(send, ["bob@sender.test"], MSG)
+    recv.wait_mail("bob@remote.test", timeout=15)
+    assert "event=connect-failed host=mx1.remote.test[127.0.0.2]" in send.log()
+
+
+class Receiver:
+    """A scripted SMTP server on a loopback address: script(conn, n) handles the
+    n-th connection (0-based)."""
+
+    def __init__(self, host, port, script):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(8)
+        self.script = script
+        self.n = 0
+        self.messages = []
+        self.stop = False
+        self.th = threading.Thread(target=self.run, daemon=True)
+        self.th.start()
+
+    def run(self):
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            n = self.n
+            self.n += 1
+            try:
+                c.settimeout(10)
+                self.script(self, c, n)
+            except OSError:
+                pass
+            finally:
+                c.close()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+def readline(c):
+    b = b""
+    while not b.endswith(b"\r\n"):
+        ch = c.recv(1)
+        if not ch:
+            raise OSError("closed")
+        b += ch
+    return b
+
+
+def serve(rcv, c, *, rcpt_reply=b"250 ok", data_reply=b"250 queued"):
+    """A small well-behaved SMTP server; replies can be changed."""
+    c.sendall(b"220 fake ESMTP\r\n")
+    data = None
+    while True:
+        line = readline(c).upper()
+        if line.startswith(b"EHLO"):
+            c.sendall(b"250-fake\r\n250-8BITMIME\r\n250 SIZE 1000000\r\n")
+        elif line.startswith(b"MAIL"):
+            c.sendall(b"250 ok\r\n")
+        elif line.startswith(b"RCPT"):
+            c.sendall(rcpt_reply + b"\r\n")
+        elif line.startswith(b"DATA"):
+            c.sendall(b"354 go\r\n")
+            data = b""
+            while not data.endswith(b"\r\n.\r\n"):
+                ch = c.recv(65536)
+                if not ch:
+                    return
+                data += ch
+            rcv.messages.append(data)
+            c.sendall(data_reply + b"\r\n")
+        elif line.startswith(b"RSET"):
+            c.sendall(b"250 ok\r\n")
+        elif line.startswith(b"QUIT"):
+            c.sendall(b"221 bye\r\n")
+            return
+        else:
+            c.sendall(b"500 what\r\n")
+
+
+def sender_with_fake(ternd_factory, dnsmasq, script, extra=""):
+    rport = common_port(["127.0.0.2"])
+    dns = dnsmasq(["--mx-host=remote.test,mx1.remote.test,10",
+                   "--host-record=mx1.remote.test,127.0.0.2"])
+    rcv = Receiver("127.0.0.2", rport, script)
+    send = make_sender(ternd_factory, dns, rport, "bob: bob@remote.test\n", extra)
+    return rcv, send
+
+
+def test_4xx_then_success_is_retried(ternd_factory, dnsmasq):
+    def script(rcv, c, n):
+        serve(rcv, c, rcpt_reply=b"451 4.7.1 greylisted, try later" if n == 0 else b"250 ok")
+    rcv, send = sender_with_fake(ternd_factory, dnsmasq, script)
+    try:
+        submit(send, ["bob@sender.test"], MSG)
+        wait_until(lambda: rcv.messages, timeout=15, what="delivery after retry")
+        assert rcv.n >= 2
+        log = send.log()
+        assert "event=deferred" in log and "greylisted" in log
+        assert "event=relayed" in log
+        # dot-stuffing on the wire
+        assert b"\r\n..leading dot line\r\n...two dots\r\n" in rcv.messages[0]
+    finally:
+        rcv.close()
+
+
+def parse_dsn(path):
+    return email.message_from_bytes(read_stored(path).raw if hasattr(read_stored(path), "raw")
+                                    else path.read_bytes(), policy=email.policy.default)
+
+
+def test_5xx_bounces_to_sender_as_rfc3464_dsn(ternd_factory, dnsmasq):
+    def script(rcv, c, n):
+        serve(rcv, c, rcpt_reply=b"550 5.1.1 no such user here")
+    rcv, send = sender_with_fake(ternd_factory, dnsmasq, script)
+    try:
+        submit(send, ["bob@sender.test"], MSG)
+        files = send.wait_mail("alice@sender.test", timeout=15)
+        msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+        assert msg.get_content_type() == "multipart/report"
+        assert msg.get_param("report-type") == "delivery-status"
+        parts = list(msg.iter_parts())
+        assert parts[1].get_content_type() == "message/delivery-status"
+        blocks = parts[1].get_payload()
+        fields = {k: str(v) for b in blocks for k, v in b.items()}
+        assert fields["Action"] == "failed"
+        assert fields["Status"] == "5.1.1"
+        assert "bob@remote.test" in fields["Final-Recipient"]
+        assert "no such user here" in fields["Diagnostic-Code"]
+        assert parts[2].get_content_type() == "message/rfc822"
+        assert b"Return-Path: <>" in files[0].read_bytes()
+        wait_until(lambda: "event=removed" in send.log(), timeout=10, what="removed")
+        time.sleep(1)
+        assert len(maildir_files(send.mailbox("alice@sender.test"))) == 1  # exactly one
+    finally:
+        rcv.close()
+
+
+def test_null_mx_bounces(ternd_factory, dnsmasq):
+    rport = common_port(["127.0.0.2"])
+    dns = dnsmasq(["--mx-host=nullmx.test,.,0"])
+    send = make_sender(ternd_factory, dns, rport, "bob: bob@nullmx.test\n")
+    submit(send, ["bob@sender.test"], MSG)
+    files = send.wait_mail("alice@sender.test", timeout=15)
+    raw = files[0].read_bytes()
+    assert b"null MX" in raw and b"Action: failed" in raw
+
+
+def test_no_bounce_to_null_sender(ternd_factory, dnsmasq):
+    def script(rcv, c, n):
+        serve(rcv, c, rcpt_reply=b"550 5.1.1 no")
+    rcv, send = sender_with_fake(ternd_factory, dnsmasq, script)
+    try:
+        submit(send, ["bob@sender.test"], MSG, sender="")
+        wait_until(lambda: "event=bounce-suppressed reason=null-sender" in send.log(),
+                   timeout=15, what="suppressed bounce")
+        wait_until(lambda: "event=removed" in send.log(), timeout=10, what="removed")
+    finally:
+        rcv.close()
+
+
+HOSTILE = {
+    "long_line": b"220 " + b"x" * 100000 + b"\r\n",
+    "many_continuations": b"".join(b"220-line\r\n" for _ in range(1000)) + b"220 ok\r\n",
+    "control_chars": b"220 hello\x1b[31m\x00\x07\r\n",
+    "drop_mid_reply": b"220-first line\r\n220-second",
+    "short_lines": b"2\r\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_hostile_replies_defer_with_escaped_error(ternd_factory, dnsmasq, kind):
+    def script(rcv, c, n):
+        if kind == "control_chars":
+            c.sendall(b"220 ok\r\n")
+            readline(c)
+            c.sendall(b"250 ok\r\n")
+            readline(c)  # MAIL
+            c.sendall(b"451 bad\x1b[31m\x00\x07 thing\r\n")
+            time.sleep(0.2)
+            return
+        c.sendall(HOSTILE[kind])
+        time.sleep(0.2)
+    rcv, send = sender_with_fake(ternd_factory, dnsmasq, script)
+    try:
+        submit(send, ["bob@sender.test"], MSG)
+        wait_until(lambda: "event=deferred rcpt=<bob@remote.test>" in send.log(), timeout=15,
+                   what="deferred")
+        log = send.log()
+        line = [l for l in log.splitlines() if "event=deferred rcpt=" in l][0]
+        assert "\x1b" not in line and "\x00" not in line and "\x07" not in line
+        assert len(line) < 2000
+        if kind == "control_chars":
+            assert "x1B" in line
+    finally:
+        rcv.close()
