@@ -271,9 +271,10 @@ static int relay_dns_query(struct relay *rl, const char *name, int type, struct 
 		int bits = ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM), np = 0;
 		for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
 			short ev = 0;
-			if (ARES_GETSOCK_READABLE(bits, i))
+			/* the c-ares macros shift a signed 1 into the sign bit (UBSan) */
+			if ((unsigned)bits & (1u << i))
 				ev |= POLLIN;
-			if (ARES_GETSOCK_WRITABLE(bits, i))
+			if ((unsigned)bits & (1u << (i + ARES_GETSOCK_MAXNUM)))
 				ev |= POLLOUT;
 			if (ev) {
 				pfd[np].fd = socks[i];
