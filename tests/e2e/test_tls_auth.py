@@ -51,6 +51,8 @@ def config(env, sub_port, smtps_port, extra_global="", extra_listener=""):
 local_domains = example.com
 users = {users}
 auth_fail_delay = 0
+# relayed mail: no DNS query leaves the machine; the lookup fails, the mail waits
+resolver = 127.0.0.1:9
 {extra_global}
 [listener 127.0.0.1:{{port}}]
 tls_cert = {cert}
