@@ -22,6 +22,8 @@
 #define CONFIG_DELIVERY_THREADS_DEFAULT 2
 #define CONFIG_AUTH_FAIL_DELAY_DEFAULT 2
 #define CONFIG_AUTH_MAX_FAILURES_DEFAULT 3
+#define CONFIG_AUTH_IP_MAX_FAILURES_DEFAULT 10
+#define CONFIG_AUTH_IP_WINDOW_DEFAULT 600
 #define CONFIG_DELIVERY_THREADS_MAX 256
 
 /* ---- listeners ---- */
@@ -236,6 +238,8 @@ struct config *config_default(void)
 	c->auth_fail_delay = CONFIG_AUTH_FAIL_DELAY_DEFAULT;
 	c->auth_max_failures = CONFIG_AUTH_MAX_FAILURES_DEFAULT;
 	config_relay_defaults(&c->relay);
+	c->auth_ip_max_failures = CONFIG_AUTH_IP_MAX_FAILURES_DEFAULT;
+	c->auth_ip_window = CONFIG_AUTH_IP_WINDOW_DEFAULT;
 	if (config_listener_parse(CONFIG_DEFAULT_LISTENER, &l, msg, sizeof(msg)) < 0)
 		goto fail;
 	l.lenient_lf = true;
@@ -262,6 +266,7 @@ void config_free(struct config *c)
 	config_users_free(c->users);
 	config_aliases_free(c->aliases);
 	config_relay_free(&c->relay);
+	config_senders_free(c->senders);
 	free(c);
 }
 
@@ -681,6 +686,42 @@ static int config_k_auth_max_failures(struct config_parse *p, char *val)
 	return config_parse_uint(p, "auth_max_failures", val, 1, 100, &p->c->auth_max_failures);
 }
 
+static int config_k_auth_ip_max_failures(struct config_parse *p, char *val)
+{
+	return config_parse_uint(p, "auth_ip_max_failures", val, 0, 100000,
+	                         &p->c->auth_ip_max_failures);
+}
+
+static int config_k_auth_ip_window(struct config_parse *p, char *val)
+{
+	static const uint64_t mul[] = {1, 60, 3600};
+	uint64_t v;
+	int rc = config_parse_num(p, "auth_ip_window", val, "smh", mul, 1, 7 * 24 * 3600, &v);
+
+	if (rc == 0)
+		p->c->auth_ip_window = (unsigned)v;
+	return rc;
+}
+
+static int config_k_sender_login_maps(struct config_parse *p, char *val)
+{
+	char path[1024];
+	int rc = config_path(p, "sender_login_maps", val, path, sizeof(path));
+
+	if (rc < 0)
+		return rc;
+	if (access(path, R_OK) != 0)
+		return CONFIG_PERR(p, "sender_login_maps: cannot read '%s': %s", path,
+		                   strerror(errno));
+	return config_senders_load(path, &p->c->senders, p->err, p->errsz);
+}
+
+static int config_k_sender_must_match_login(struct config_parse *p, char *val)
+{
+	return config_parse_bool(p, "sender_must_match_login", val,
+	                         &p->c->sender_must_match_login);
+}
+
 static int config_k_user(struct config_parse *p, char *val)
 {
 	if (!config_is_valid_local(val))
@@ -749,6 +790,10 @@ static const struct config_key config_keys[] = {
 	{"trusted_networks", CONFIG_SC_GLOBAL, true, config_k_trusted_networks},
 	{"auth_fail_delay", CONFIG_SC_GLOBAL, false, config_k_auth_fail_delay},
 	{"auth_max_failures", CONFIG_SC_GLOBAL, false, config_k_auth_max_failures},
+	{"auth_ip_max_failures", CONFIG_SC_GLOBAL, false, config_k_auth_ip_max_failures},
+	{"auth_ip_window", CONFIG_SC_GLOBAL, false, config_k_auth_ip_window},
+	{"sender_login_maps", CONFIG_SC_GLOBAL, false, config_k_sender_login_maps},
+	{"sender_must_match_login", CONFIG_SC_GLOBAL, false, config_k_sender_must_match_login},
 	{"user", CONFIG_SC_GLOBAL, false, config_k_user},
 	{"tls", CONFIG_SC_LISTENER, false, config_k_tls},
 	{"tls_cert", CONFIG_SC_LISTENER, false, config_k_tls_cert},

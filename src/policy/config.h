@@ -47,6 +47,7 @@ struct config_cidr {
 
 struct config_alias; /* opaque: name -> list of targets */
 struct config_users; /* opaque: set of known users (user@domain or user) */
+struct config_senders; /* opaque: sender_login_maps (sender or @domain -> logins) */
 
 struct config {
 	char source[512];             /* file path, or "(built-in default)" */
@@ -73,6 +74,11 @@ struct config {
 	size_t ntrusted;
 	unsigned auth_fail_delay;     /* seconds added per failed AUTH in a session */
 	unsigned auth_max_failures;   /* failed AUTHs in a session before 421 and close */
+	unsigned auth_ip_max_failures; /* failed AUTHs per client IP (IPv6: /64) within
+	                                  auth_ip_window before 454 4.7.0 (0: off) */
+	unsigned auth_ip_window;      /* seconds of the sliding window */
+	struct config_senders *senders; /* sender_login_maps: address or @domain -> owners */
+	bool sender_must_match_login; /* MAIL FROM must be the login (user or user@domain) */
 	char run_user[64];            /* user= : drop to it when started as root ("": "tern"
 	                                 if that user exists) */
 	struct config_relay relay;    /* outbound delivery (config_relay.h) */
@@ -104,6 +110,15 @@ const char *const *config_alias_lookup(const struct config *c, const char *name,
 /* The crypt(3) hash given for user@domain (else for the bare user) in the users
  * file, or NULL (no such user, or listed without a hash). Valid while c lives. */
 const char *config_user_hash(const struct config *c, const char *user, const char *domain);
+/* May the AUTH login `login` use local@domain as MAIL FROM? True when no
+ * sender rule is configured (neither sender_login_maps nor sender_must_match_login),
+ * when the map lists login for sender (or for @domain if sender has no entry of its
+ * own), or when sender_must_match_login and sender is login itself (login with a
+ * domain) or login@D for a local domain D (login without one). Case-insensitive. */
+bool config_sender_login_ok(const struct config *c, const char *login, const char *local,
+                            const char *domain);
+bool config_has_sender_rules(const struct config *c);
+
 /* Resolve a recipient to final mailboxes, expanding aliases recursively (depth 10,
  * loops cut). Calls emit(arg, user, domain) per mailbox; returns count or -1 when
  * the recipient is unknown (-ENOMEM if memory ran out). Emitted names are lowercase,

@@ -74,6 +74,11 @@ void config_users_free(struct config_users *u);
 int config_aliases_load(const char *path, struct config_alias **out, char *err, size_t errsz);
 void config_aliases_free(struct config_alias *a);
 
+/* Load a sender_login_maps file (docs/CONFIG.md "Sender-login map"). */
+int config_senders_load(const char *path, struct config_senders **out, char *err,
+                        size_t errsz);
+void config_senders_free(struct config_senders *s);
+
 /* Parse "10.0.0.0/8, 192.168.1.7 ::1 2001:db8::/32" (spaces and/or commas) and append
  * to v (at most max). A bare address is a /32 or /128. -EINVAL with msg on error. */
 int config_cidr_list_parse(const char *val, struct config_cidr *v, size_t max, size_t *n,

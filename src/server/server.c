@@ -48,6 +48,7 @@
 #include "policy/sasl.h"
 #include "queue/spool.h"
 #include "server/authcheck.h"
+#include "server/authlimit.h"
 #include "server/envelope.h"
 #include "server/ev.h"
 #include "server/ipcount.h"
@@ -95,6 +96,8 @@ struct server {
 	struct relay *rl;
 	struct ipcount *ipc;
 	struct authcheck *authc;
+	struct authlimit *authlim; /* failed AUTHs per client IP, across sessions */
+	time_t authlim_pruned;
 	int sigfd;
 	unsigned nconns;     /* connections alive or waiting for a commit */
 	struct conn *conns;  /* list of all of them */
@@ -268,13 +271,39 @@ static bool server_domain_is_local(const struct config *cfg, const char *domain)
 	return cfg->accept_any_domain || config_is_local_domain(cfg, domain);
 }
 
+/* Sender-login rule (sender_login_maps, sender_must_match_login): an authenticated
+ * session may use only the envelope senders its login owns; 553 5.7.1 otherwise.
+ * The null sender <> and unauthenticated sessions are not checked (submission
+ * listeners refuse MAIL before AUTH anyway). */
+static void server_sender_policy(struct conn *c, const struct smtp_addr *from,
+                                 struct smtp_reply *r)
+{
+	const struct config *cfg = c->cfg->c;
+	char user[TERN_LOCAL_PART_MAX + 1], domain[TERN_DOMAIN_MAX + 1];
+
+	if (!config_has_sender_rules(cfg) || c->auth_user[0] == '\0' || from->is_null)
+		return;
+	if (server_addr_parts(cfg, from, user, sizeof user, domain, sizeof domain) < 0 ||
+	    !config_sender_login_ok(cfg, c->auth_user, user, domain)) {
+		char u[128], text[sizeof r->text];
+		log_escape(u, sizeof u, c->auth_user, strlen(c->auth_user));
+		log_info("sid=%s event=sender-login-mismatch client=%s user=\"%s\"", c->sid, c->ip,
+		         u);
+		snprintf(text, sizeof text, "Sender address rejected: not owned by user %s", u);
+		server_reply(r, 553, "5.7.1", text);
+	}
+}
+
 static void server_on_mail(void *ctx, const struct smtp_addr *from,
                            const struct smtp_mail_params *p, struct smtp_reply *r)
 {
 	struct conn *c = ctx;
 	r->code = 0;
-	if (smtp_addr_format(from, c->from, sizeof c->from) < 0)
+	if (smtp_addr_format(from, c->from, sizeof c->from) < 0) {
 		server_reply(r, 501, "5.1.7", "Bad sender address syntax");
+		return;
+	}
+	server_sender_policy(c, from, r);
 }
 
 /* THE relay decision (issue 5; outbound delivery, issue 6, routes what it accepts).
@@ -611,19 +640,27 @@ static void server_on_data_abort(void *ctx)
 
 static void server_conn_update(struct conn *c);
 
-/* The users-file secret for a SASL user name: "user@domain" or a bare "user". */
+/* The users-file secret for a SASL user name: "user@domain" or a bare "user". A bare
+ * users-file name answers for "user@D" only when D is in local_domains (so a login,
+ * which the sender-login rules and the logs trust, never carries a made-up domain). */
 static const char *server_auth_lookup(void *arg, const char *user)
 {
 	struct conn *c = arg;
+	const struct config *cfg = c->cfg->c;
 	char u[SASL_USER_MAX + 1];
+	const char *h;
 	char *at;
 
 	snprintf(u, sizeof u, "%s", user);
 	at = strrchr(u, '@');
 	if (at == NULL)
-		return config_user_hash(c->cfg->c, u, NULL);
+		return config_user_hash(cfg, u, NULL);
 	*at = '\0';
-	return config_user_hash(c->cfg->c, u, at + 1);
+	h = config_user_hash(cfg, u, at + 1);
+	if (h != NULL && h == config_user_hash(cfg, u, NULL) &&
+	    !config_is_local_domain(cfg, at + 1))
+		return NULL; /* only the bare entry matched, for a foreign domain */
+	return h;
 }
 
 static void server_auth_user_log(const struct conn *c, char *out, size_t outsz)
@@ -659,6 +696,10 @@ static void server_auth_failed(struct conn *c)
 	         u, c->auth_failures);
 	sasl_free(c->sasl);
 	c->sasl = NULL;
+	if (cfg->auth_ip_max_failures > 0 &&
+	    authlimit_fail(c->srv->authlim, (struct sockaddr *)&c->peer, server_now(),
+	                   cfg->auth_ip_window) < 0)
+		log_warn("sid=%s event=auth-ip-table-full client=%s", c->sid, c->ip);
 	delay = cfg->auth_fail_delay * c->auth_failures;
 	if (delay > SERVER_AUTH_DELAY_MAX_S)
 		delay = SERVER_AUTH_DELAY_MAX_S;
@@ -698,6 +739,25 @@ static void server_on_auth_checked(void *arg, int rc)
 	server_conn_update(c);
 }
 
+/* A new AUTH exchange from an address with auth_ip_max_failures failures in the
+ * last auth_ip_window seconds (any session): 454 4.7.0, counted as a failure of
+ * this session (so a client hammering away still meets auth_max_failures). */
+static bool server_auth_is_throttled(struct conn *c)
+{
+	const struct config *cfg = c->cfg->c;
+
+	if (!authlimit_is_throttled(c->srv->authlim, (struct sockaddr *)&c->peer, server_now(),
+	                            cfg->auth_ip_max_failures, cfg->auth_ip_window))
+		return false;
+	c->auth_failures++;
+	log_warn("sid=%s event=auth result=throttled client=%s failures=%u", c->sid, c->ip,
+	         c->auth_failures);
+	smtp_server_auth_answer(c->s, SMTP_AUTH_TEMPFAIL, NULL, 0);
+	if (c->auth_failures >= cfg->auth_max_failures)
+		smtp_server_refuse(c->s, "4.7.0", "Error: too many authentication failures");
+	return true;
+}
+
 static void server_on_auth(void *ctx, const char *mech, const unsigned char *resp, size_t n,
                            bool has_resp)
 {
@@ -706,6 +766,8 @@ static void server_on_auth(void *ctx, const char *mech, const unsigned char *res
 	size_t outlen = 0;
 	const char *secret;
 
+	if (c->sasl == NULL && server_auth_is_throttled(c))
+		return;
 	if (c->sasl == NULL) {
 		c->sasl = sasl_new(mech);
 		if (c->sasl == NULL) {
@@ -1339,6 +1401,10 @@ static void server_on_tick(struct ev_loop *loop, void *arg)
 	}
 	if (!srv->stopping)
 		pickup_scan(srv->pickup, srv->cfg->c);
+	if (now - srv->authlim_pruned >= 60) {
+		authlimit_prune(srv->authlim, now, srv->cfg->c->auth_ip_window);
+		srv->authlim_pruned = now;
+	}
 	if (srv->stopping) {
 		bool pending = false;
 		for (c = srv->conns; c; c = c->next)
@@ -1386,9 +1452,10 @@ int server_new(struct server **out, struct config *cfg, const char *config_path)
 	srv->sigfd = -1;
 	srv->cfg = server_cfg_new(cfg);
 	srv->ipc = ipcount_new();
+	srv->authlim = authlimit_new();
 	if (config_path)
 		srv->config_path = strdup(config_path);
-	if (srv->cfg == NULL || srv->ipc == NULL || (config_path && !srv->config_path)) {
+	if (srv->cfg == NULL || srv->ipc == NULL || srv->authlim == NULL || (config_path && !srv->config_path)) {
 		server_free(srv);
 		return -ENOMEM;
 	}
@@ -1551,6 +1618,7 @@ void server_free(struct server *srv)
 		close(srv->sigfd);
 	ev_loop_free(srv->loop);
 	ipcount_free(srv->ipc);
+	authlimit_free(srv->authlim);
 	server_cfg_unref(srv->cfg);
 	free(srv->config_path);
 	free(srv);
