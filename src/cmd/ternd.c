@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "policy/config.h"
 #include "server/server.h"
@@ -35,6 +36,20 @@ static void ternd_usage(FILE *f)
 	        "\n"
 	        "Signals: SIGTERM/SIGINT stop (in-flight messages are committed first, open\n"
 	        "sessions get 421), SIGHUP reloads the config file (a bad file keeps the old one).\n");
+}
+
+/* Each session is a descriptor: take every one the hard limit allows (the soft
+ * limit is often 1024, far below max_connections). */
+static void ternd_raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rlim_t old = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			log_debug("event=nofile-raised from=%llu to=%llu", (unsigned long long)old,
+			          (unsigned long long)rl.rlim_cur);
+	}
 }
 
 int main(int argc, char **argv)
@@ -135,6 +150,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_init("ternd", debug ? LOG_LV_DEBUG : LOG_LV_INFO, cfg->use_syslog);
+	ternd_raise_nofile();
 
 	struct server *srv;
 	if (server_new(&srv, cfg, cfgfile) < 0) {

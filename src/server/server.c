@@ -60,7 +60,11 @@
 #include "util/limits.h"
 #include "util/log.h"
 
-#define SERVER_READ_CHUNK 65536
+/* One read's worth. Reads land in the loop's shared buffer and are copied into the
+ * connection's own input buffer, which is freed whenever the engine has used it all:
+ * an idle session holds no input memory (issue 4: a few KiB per idle session). 32 KiB
+ * keeps that buffer a heap allocation (glibc maps 128 KiB and more with mmap). */
+#define SERVER_READ_CHUNK 32768
 #define SERVER_INBUF_MAX (4 * SERVER_READ_CHUNK)
 #define SERVER_STOP_GRACE_S 10
 /* A TLS handshake must finish within this many seconds. */
@@ -105,6 +109,7 @@ struct server {
 	time_t stop_deadline;
 	uint64_t sid_next;
 	int exit_code;
+	char rbuf[SERVER_READ_CHUNK]; /* every read lands here first (loop thread only) */
 };
 
 struct conn {
@@ -964,6 +969,7 @@ static void server_conn_update(struct conn *c)
 		if (used == 0)
 			break;
 	}
+	buf_shrink(&c->in); /* frees it when empty: idle sessions hold no input buffer */
 	size_t out_after;
 	smtp_server_output(c->s, &out_after);
 	if (out_after > out_before) /* a reply: the next command's deadline starts */
@@ -1032,11 +1038,14 @@ static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned eve
 	}
 	if (events & EV_READ) {
 		for (;;) {
-			if (buf_reserve(&c->in, SERVER_READ_CHUNK) < 0)
-				break;
-			ssize_t r = server_conn_recv(c, c->in.ptr + c->in.len, SERVER_READ_CHUNK);
+			if (c->in.max - c->in.len < SERVER_READ_CHUNK)
+				break; /* full: the engine must use some first */
+			ssize_t r = server_conn_recv(c, c->srv->rbuf, SERVER_READ_CHUNK);
 			if (r > 0) {
-				c->in.len += (size_t)r;
+				if (buf_append(&c->in, c->srv->rbuf, (size_t)r) < 0) {
+					server_conn_close(c, "out-of-memory");
+					return;
+				}
 				server_conn_credit(c, (size_t)r);
 				/* Let the engine work; more comes next round. Bytes OpenSSL already
 				 * holds would not wake epoll, so those are always taken now. */

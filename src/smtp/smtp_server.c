@@ -124,7 +124,9 @@ struct smtp_server {
 	struct buf out;
 
 	/* command line being read (an AUTH response line may be longer) */
-	char line[TERN_SASL_LINE_MAX + 1];
+	char *line;      /* allocated at a line's first byte, freed at its end: an idle
+	                  * session holds no line buffer */
+	size_t line_cap; /* bytes allocated (depends on the state: AUTH lines are longer) */
 	size_t line_len;
 	bool line_long; /* over TERN_CMD_LINE_MAX: discarding up to the line end */
 	bool line_bare_cr;
@@ -155,7 +157,7 @@ struct smtp_server {
 	enum smtp_server_dstate dstate;
 	size_t line_octets;
 	size_t dlen;
-	char dbuf[SMTP_SERVER_DBUF];
+	char *dbuf; /* SMTP_SERVER_DBUF bytes, only while a message is being received */
 
 	/* BDAT chunk */
 	uint64_t bdat_left;
@@ -265,6 +267,8 @@ static void smtp_server_txn_reset(struct smtp_server *s)
 	s->dflags = 0;
 	s->write_enospc = false;
 	s->dlen = 0;
+	free(s->dbuf); /* idle sessions keep no staging buffer */
+	s->dbuf = NULL;
 	s->dstate = SMTP_DS_BOL;
 	s->line_octets = 0;
 	s->bdat_left = 0;
@@ -327,6 +331,10 @@ static void smtp_server_emit(struct smtp_server *s, const char *p, size_t k)
 	if (s->dlen == 0 && k >= SMTP_SERVER_DBUF) {
 		if (s->ops->data_write)
 			smtp_server_write_result(s, s->ops->data_write(s->ctx, p, k));
+		return;
+	}
+	if (s->dbuf == NULL && (s->dbuf = malloc(SMTP_SERVER_DBUF)) == NULL) {
+		smtp_server_write_result(s, -ENOMEM);
 		return;
 	}
 	while (k > 0 && s->dflags == 0) {
@@ -1377,16 +1385,46 @@ static void smtp_server_exec(struct smtp_server *s)
 	smtp_server_respond(s, &r, true);
 }
 
+static size_t smtp_server_line_max(const struct smtp_server *s)
+{
+	return s->state == SMTP_ST_AUTH_LINE ? TERN_SASL_LINE_MAX : TERN_CMD_LINE_MAX - 2;
+}
+
+/* Room for the longest line of the current state, plus a NUL. */
+static bool smtp_server_line_alloc(struct smtp_server *s)
+{
+	size_t need = smtp_server_line_max(s) + 1;
+	if (s->line_cap >= need)
+		return true;
+	char *nl = realloc(s->line, need);
+	if (nl == NULL)
+		return false;
+	s->line = nl;
+	s->line_cap = need;
+	return true;
+}
+
+static void smtp_server_line_release(struct smtp_server *s)
+{
+	free(s->line);
+	s->line = NULL;
+	s->line_cap = 0;
+	s->line_len = 0;
+}
+
 /* A command line ended (at CRLF, or at a bare LF). */
 static void smtp_server_line_end(struct smtp_server *s, bool bare_lf)
 {
 	bool bare_cr = s->line_bare_cr, too_long = s->line_long;
 
+	if (!smtp_server_line_alloc(s)) /* an empty line has no buffer yet */
+		too_long = true;
+
 	s->line_bare_cr = false;
 	s->line_long = false;
 	if (s->state == SMTP_ST_AUTH_LINE && !bare_cr && !bare_lf) {
 		smtp_server_auth_line(s, too_long);
-		s->line_len = 0;
+		smtp_server_line_release(s);
 		return;
 	}
 	if (s->state == SMTP_ST_AUTH_LINE)
@@ -1401,17 +1439,21 @@ static void smtp_server_line_end(struct smtp_server *s, bool bare_lf)
 		smtp_server_say(s, true, 500, "5.5.2", "Line too long");
 	else
 		smtp_server_exec(s);
-	s->line_len = 0;
+	smtp_server_line_release(s);
 }
 
 static void smtp_server_line_add(struct smtp_server *s, char c)
 {
-	size_t max = s->state == SMTP_ST_AUTH_LINE ? TERN_SASL_LINE_MAX : TERN_CMD_LINE_MAX - 2;
+	size_t max = smtp_server_line_max(s);
 
 	if (s->line_long)
 		return;
 	if (s->line_len >= max) {
 		s->line_long = true;
+		return;
+	}
+	if (!smtp_server_line_alloc(s)) {
+		s->line_long = true; /* out of memory: answered as too long; the session goes on */
 		return;
 	}
 	s->line[s->line_len++] = c;
@@ -1479,6 +1521,8 @@ void smtp_server_free(struct smtp_server *s)
 	if (s->data_open && s->ops->data_abort)
 		s->ops->data_abort(s->ctx);
 	free(s->rcpts);
+	free(s->dbuf);
+	free(s->line);
 	buf_free(&s->out);
 	free(s);
 }
@@ -1668,7 +1712,7 @@ void smtp_server_tls_started(struct smtp_server *s)
 	s->esmtp = false;
 	s->authenticated = false;
 	s->opts.tls_active = true;
-	s->line_len = 0;
+	smtp_server_line_release(s);
 	s->line_long = false;
 	s->line_bare_cr = false;
 	s->cr_pending = false;
