@@ -948,6 +948,20 @@ static int server_conn_flush(struct conn *c)
 	return 0;
 }
 
+/* Give the engine input until it has used it all or must stop (a commit in
+ * flight, closing). Returns the bytes used. */
+static size_t server_conn_feed(struct conn *c, const char *p, size_t n)
+{
+	size_t off = 0;
+	while (off < n && !smtp_server_is_waiting(c->s) && !smtp_server_is_closing(c->s)) {
+		size_t used = smtp_server_feed(c->s, p + off, n - off);
+		off += used;
+		if (used == 0)
+			break;
+	}
+	return off;
+}
+
 /* Feed buffered input to the engine, send replies, and set the interest mask. */
 static void server_conn_update(struct conn *c)
 {
@@ -962,13 +976,8 @@ static void server_conn_update(struct conn *c)
 		smtp_server_sync_error(c->s);
 		buf_reset(&c->in);
 	}
-	while (c->greeted && c->in.len > 0 && !smtp_server_is_waiting(c->s) &&
-	       !smtp_server_is_closing(c->s)) {
-		size_t used = smtp_server_feed(c->s, c->in.ptr, c->in.len);
-		buf_consume(&c->in, used);
-		if (used == 0)
-			break;
-	}
+	if (c->greeted && c->in.len > 0)
+		buf_consume(&c->in, server_conn_feed(c, c->in.ptr, c->in.len));
 	buf_shrink(&c->in); /* frees it when empty: idle sessions hold no input buffer */
 	size_t out_after;
 	smtp_server_output(c->s, &out_after);
@@ -1037,19 +1046,33 @@ static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned eve
 		return;
 	}
 	if (events & EV_READ) {
+		size_t got = 0;
 		for (;;) {
 			if (c->in.max - c->in.len < SERVER_READ_CHUNK)
 				break; /* full: the engine must use some first */
 			ssize_t r = server_conn_recv(c, c->srv->rbuf, SERVER_READ_CHUNK);
 			if (r > 0) {
-				if (buf_append(&c->in, c->srv->rbuf, (size_t)r) < 0) {
+				size_t used = 0;
+				server_conn_credit(c, (size_t)r);
+				if (c->in.len == 0 && c->greeted) {
+					/* Nothing held back: the engine reads straight from the loop's
+					 * buffer and only a remainder (a partial line, input behind a
+					 * commit) is copied into the session. */
+					size_t out_before, out_after;
+					smtp_server_output(c->s, &out_before);
+					used = server_conn_feed(c, c->srv->rbuf, (size_t)r);
+					smtp_server_output(c->s, &out_after);
+					if (out_after > out_before) /* a reply: the next deadline starts */
+						c->deadline = server_now() + c->cfg->c->cmd_timeout;
+				}
+				if (buf_append(&c->in, c->srv->rbuf + used, (size_t)r - used) < 0) {
 					server_conn_close(c, "out-of-memory");
 					return;
 				}
-				server_conn_credit(c, (size_t)r);
-				/* Let the engine work; more comes next round. Bytes OpenSSL already
-				 * holds would not wake epoll, so those are always taken now. */
-				if (c->in.len >= SERVER_READ_CHUNK &&
+				got += (size_t)r;
+				/* Let other sessions work; more comes next round. Bytes OpenSSL
+				 * already holds would not wake epoll, so those are always taken. */
+				if (got >= 2 * SERVER_READ_CHUNK &&
 				    (c->tls == NULL || !tls_conn_has_pending(c->tls)))
 					break;
 				continue;
