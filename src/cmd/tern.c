@@ -6,6 +6,7 @@
 #include <sysexits.h>
 
 #include "client/client_cmd.h"
+#include "client/queue_cmd.h"
 
 int main(int argc, char **argv)
 {
@@ -22,6 +23,8 @@ int main(int argc, char **argv)
 		return client_send_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "sendmail") == 0)
 		return client_sendmail_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "queue") == 0)
+		return client_queue_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "chat") == 0)
 		return client_chat_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "check-config") == 0)

@@ -889,14 +889,8 @@ fail:
 /* Release a held DSN and hand it to delivery. */
 static void relay_release(struct relay *rl, const char *qid)
 {
-	struct spool_envelope e;
-	uint64_t off;
-	if (spool_read_envelope(rl->sp, qid, &e, &off) < 0)
-		return;
-	e.held = false;
-	if (spool_write_state(rl->sp, &e) == 0 && rl->o.local_enqueue != NULL)
+	if (spool_set_hold(rl->sp, qid, false) == 0 && rl->o.local_enqueue != NULL)
 		rl->o.local_enqueue(rl->o.arg, qid);
-	spool_envelope_free(&e);
 }
 
 /* Remote: marked so in the envelope, or (config changed since) not one of ours. */

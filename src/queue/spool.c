@@ -1024,6 +1024,9 @@ int spool_remove(struct spool *sp, const char *qid)
 	snprintf(name, sizeof name, "%s.state", qid);
 	if (unlinkat(sp->queue_fd, name, 0) < 0 && errno != ENOENT)
 		return -errno;
+	snprintf(name, sizeof name, "%s.hold", qid);
+	if (unlinkat(sp->queue_fd, name, 0) < 0 && errno != ENOENT)
+		return -errno;
 	return 0;
 }
 
@@ -1073,9 +1076,13 @@ static int spool_scan_queue(struct spool *sp, bool clean, void (*cb)(void *arg, 
 	while (clean && (de = readdir(d)) != NULL) {
 		size_t l = strlen(de->d_name);
 		char q[SPOOL_QID_MAX];
-		size_t sl = l > 6 && strcmp(de->d_name + l - 6, ".state") == 0 ? 6 : 5;
-		if (l <= sl || l - sl >= SPOOL_QID_MAX ||
-		    (strcmp(de->d_name + l - 5, ".done") != 0 && sl == 5))
+		/* sidecars: .done, .state, .hold (and a .state-tmp left by a crash) */
+		const char *dot = strchr(de->d_name, '.');
+		if (dot == NULL || (strcmp(dot, ".done") != 0 && strcmp(dot, ".state") != 0 &&
+		                    strcmp(dot, ".hold") != 0 && strcmp(dot, ".state-tmp") != 0))
+			continue;
+		size_t sl = strlen(dot);
+		if (l <= sl || l - sl >= SPOOL_QID_MAX)
 			continue;
 		memcpy(q, de->d_name, l - sl);
 		q[l - sl] = '\0';
@@ -1205,7 +1212,7 @@ int spool_inject(struct spool *sp, const char *qid, const struct spool_envelope 
 	struct spool_envelope e = *env;
 	snprintf(e.qid, sizeof e.qid, "%s", qid);
 	/* state first: a queue file never exists without the hold it was made with */
-	if ((r = spool_write_state(sp, &e)) < 0)
+	if ((r = spool_write_state(sp, &e)) < 0 || (e.held && (r = spool_set_hold(sp, qid, true)) < 0))
 		goto fail;
 	if ((r = spool_format_envelope(&h, qid, &e, &size_off, n)) < 0 ||
 	    (r = buf_append(&h, body, n)) < 0)

@@ -54,7 +54,8 @@ struct spool_envelope {
 	char *envid;       /* RFC 3461 ENVID, NULL if none */
 	int ret;           /* RFC 3461 RET: 0 not given, 1 FULL, 2 HDRS */
 	/* Message state, persisted in <qid>.state: */
-	bool held;         /* `tern queue hold`: no delivery attempts */
+	bool held;         /* <qid>.hold exists: no delivery attempts (`tern queue hold`,
+	                      and a bounce until its original records it) */
 	bool warned;       /* a delay warning was sent */
 	unsigned dsn_seq;  /* bounces generated so far (DSN qid is <qid>D<seq>) */
 };
@@ -108,12 +109,15 @@ int spool_list(struct spool *sp, void (*cb)(void *arg, const char *qid), void *a
 void spool_rcpt_address(const struct spool_rcpt *rc, char *out, size_t outsz);
 
 /* Write a generated message (a bounce) under the given qid, synchronously and
- * durably: state file first (env->held etc.), then queue/<qid> by link() so an
+ * durably: state and hold file first (env->held), then queue/<qid> by link() so an
  * existing message is never replaced (-EEXIST then). Caller's thread. */
 int spool_inject(struct spool *sp, const char *qid, const struct spool_envelope *env,
                  const void *body, size_t n);
 
-/* Per-message state in queue/<qid>.state (spool_state.c): held, warned, dsn_seq and
+/* Hold (true) or release a message: creates/removes queue/<qid>.hold, durably. */
+int spool_set_hold(struct spool *sp, const char *qid, bool hold);
+
+/* Per-message state in queue/<qid>.state (spool_state.c): warned, dsn_seq and
  * per-recipient failed/attempts/next_try/last_error. Read by spool_read_envelope;
  * a missing file means "all zero". Written atomically (tmp, fdatasync, rename,
  * directory fsync). */

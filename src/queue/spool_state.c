@@ -46,15 +46,18 @@ static int spool_state_u64(const char *p, size_t n, unsigned long long *out)
 	return 0;
 }
 
-/* Lines: "held 0|1", "warned 0|1", "dsn-seq N",
+/* Lines: "warned 0|1", "dsn-seq N",
  * "r INDEX FAILED ATTEMPTS NEXT_TRY LAST_ERROR" (LAST_ERROR encoded, "-" for none). */
 int spool_read_state(struct spool *sp, const char *qid, struct spool_envelope *env)
 {
 	char path[PATH_MAX];
 	char *line = NULL;
 	size_t cap = 0;
-	int r = spool_state_path(sp, qid, ".state", path, sizeof path);
+	int r = spool_state_path(sp, qid, ".hold", path, sizeof path);
 	if (r < 0)
+		return r;
+	env->held = access(path, F_OK) == 0;
+	if ((r = spool_state_path(sp, qid, ".state", path, sizeof path)) < 0)
 		return r;
 	FILE *fp = fopen(path, "re");
 	if (fp == NULL)
@@ -84,9 +87,7 @@ int spool_read_state(struct spool *sp, const char *qid, struct spool_envelope *e
 		}
 		unsigned long long v[4];
 		if (k == 2 && spool_state_u64(f[1], fl[1], &v[0]) == 0) {
-			if (fl[0] == 4 && memcmp(f[0], "held", 4) == 0)
-				env->held = v[0] != 0;
-			else if (fl[0] == 6 && memcmp(f[0], "warned", 6) == 0)
+			if (fl[0] == 6 && memcmp(f[0], "warned", 6) == 0)
 				env->warned = v[0] != 0;
 			else if (fl[0] == 7 && memcmp(f[0], "dsn-seq", 7) == 0)
 				env->dsn_seq = (unsigned)v[0];
@@ -122,8 +123,8 @@ int spool_write_state(struct spool *sp, const struct spool_envelope *env)
 	if ((r = spool_state_path(sp, env->qid, ".state", path, sizeof path)) < 0 ||
 	    (r = spool_state_path(sp, env->qid, ".state-tmp", tmp, sizeof tmp)) < 0)
 		goto fail;
-	r = buf_printf(&b, "%s\nheld %d\nwarned %d\ndsn-seq %u\n", SPOOL_STATE_MAGIC,
-	               env->held ? 1 : 0, env->warned ? 1 : 0, env->dsn_seq);
+	r = buf_printf(&b, "%s\nwarned %d\ndsn-seq %u\n", SPOOL_STATE_MAGIC,
+	               env->warned ? 1 : 0, env->dsn_seq);
 	for (size_t i = 0; r == 0 && i < env->nrcpts; i++) {
 		const struct spool_rcpt *rc = &env->rcpts[i];
 		if (!rc->failed && rc->attempts == 0 && rc->last_error == NULL)
@@ -184,4 +185,38 @@ void spool_rcpt_address(const struct spool_rcpt *rc, char *out, size_t outsz)
 		snprintf(out, outsz, "%s", rc->orig);
 	else
 		snprintf(out, outsz, "%s@%s", rc->user, rc->domain);
+}
+
+/* fsync the directory holding path */
+static int spool_state_dirsync(const char *path)
+{
+	char dir[PATH_MAX];
+	int r = 0;
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) < 0)
+		r = -errno;
+	if (dfd >= 0)
+		close(dfd);
+	return r;
+}
+
+int spool_set_hold(struct spool *sp, const char *qid, bool hold)
+{
+	char path[PATH_MAX];
+	int r = spool_state_path(sp, qid, ".hold", path, sizeof path);
+	if (r < 0)
+		return r;
+	if (hold) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return -errno;
+		close(fd);
+	} else if (unlink(path) < 0) {
+		return errno == ENOENT ? 0 : -errno;
+	}
+	return spool_state_dirsync(path);
 }

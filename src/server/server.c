@@ -44,6 +44,7 @@
 #include "deliver/direct.h"
 #include "deliver/local.h"
 #include "deliver/relay.h"
+#include "server/control.h"
 #include "policy/config.h"
 #include "policy/sasl.h"
 #include "queue/spool.h"
@@ -98,6 +99,7 @@ struct server {
 	struct local_delivery *ld;
 	struct pickup *pickup; /* maildrop left by `tern sendmail` */
 	struct relay *rl;
+	struct control *ctl;   /* `tern queue` socket */
 	struct ipcount *ipc;
 	struct authcheck *authc;
 	struct authlimit *authlim; /* failed AUTHs per client IP, across sessions */
@@ -1476,6 +1478,12 @@ static void server_relay_enqueue(void *arg, const char *qid)
 	relay_enqueue(srv->rl, qid);
 }
 
+static void server_relay_flush(void *arg, const char *qid)
+{
+	struct server *srv = arg;
+	relay_flush(srv->rl, qid);
+}
+
 int server_new(struct server **out, struct config *cfg, const char *config_path)
 {
 	struct server *srv = calloc(1, sizeof *srv);
@@ -1595,6 +1603,12 @@ int server_run(struct server *srv)
 		log_error("event=startup-failed error=\"recover: %s\"", strerror(-rc));
 		return 1;
 	}
+	struct control_ops cops = {.flush = server_relay_flush, .enqueue = server_local_enqueue,
+	                           .arg = srv};
+	if (snprintf(path, sizeof path, "%s/ternd.sock", cfg->data_dir) >= (int)sizeof path ||
+	    (rc = control_start(&srv->ctl, path, srv->spool, &cops)) < 0)
+		log_warn("event=control-socket-failed path=\"%s\" error=\"%s\" note=\"tern queue "
+		         "will not work\"", path, strerror(rc < 0 ? -rc : ENAMETOOLONG));
 
 	if (snprintf(path, sizeof path, "%s/maildrop", cfg->data_dir) >= (int)sizeof path ||
 	    pickup_new(&srv->pickup, srv->spool, path, server_recovered, srv) < 0) {
@@ -1620,6 +1634,8 @@ int server_run(struct server *srv)
 	}
 	direct_close(srv->direct);
 	srv->direct = NULL;
+	control_stop(srv->ctl);
+	srv->ctl = NULL;
 	relay_stop(srv->rl);
 	local_delivery_stop(srv->ld);
 	srv->ld = NULL;

@@ -14,7 +14,9 @@ import time
 
 import pytest
 
-from conftest import free_port, wait_until, maildir_files, read_stored
+import json
+
+from conftest import free_port, wait_until, maildir_files, read_stored, tern_cli
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 
@@ -99,15 +101,15 @@ local_domains = sender.test
 aliases = aliases
 resolver = 127.0.0.1:{dns}
 relay_port = {rport}
-retry_first = 1s
-retry_max = 2s
+retry_first = {retry}
+retry_max = {retry}
 relay_timeout = 5s
 {extra}
 """
 
 
-def make_sender(ternd_factory, dns, rport, aliases, extra=""):
-    t = ternd_factory(config=SENDER_CONF.format(dns=dns, rport=rport, extra=extra)
+def make_sender(ternd_factory, dns, rport, aliases, extra="", retry="1s"):
+    t = ternd_factory(config=SENDER_CONF.format(dns=dns, rport=rport, extra=extra, retry=retry)
                       .replace("{dns}", str(dns)), start=False)
     (t.tmp / "aliases").write_text(aliases)
     return t.start()
@@ -245,12 +247,12 @@ def serve(rcv, c, *, rcpt_reply=b"250 ok", data_reply=b"250 queued"):
             c.sendall(b"500 what\r\n")
 
 
-def sender_with_fake(ternd_factory, dnsmasq, script, extra=""):
+def sender_with_fake(ternd_factory, dnsmasq, script, extra="", retry="1s"):
     rport = common_port(["127.0.0.2"])
     dns = dnsmasq(["--mx-host=remote.test,mx1.remote.test,10",
                    "--host-record=mx1.remote.test,127.0.0.2"])
     rcv = Receiver("127.0.0.2", rport, script)
-    send = make_sender(ternd_factory, dns, rport, "bob: bob@remote.test\n", extra)
+    send = make_sender(ternd_factory, dns, rport, "bob: bob@remote.test\n", extra, retry)
     return rcv, send
 
 
@@ -361,3 +363,52 @@ def test_hostile_replies_defer_with_escaped_error(ternd_factory, dnsmasq, kind):
             assert "x1B" in line
     finally:
         rcv.close()
+
+
+def test_queue_tool(ternd_factory, dnsmasq):
+    def script(rcv, c, n):
+        serve(rcv, c, rcpt_reply=b"451 4.3.2 come back later")
+    rcv, send = sender_with_fake(ternd_factory, dnsmasq, script, retry="1h")
+    try:
+        submit(send, ["bob@sender.test"], MSG)
+        wait_until(lambda: rcv.n >= 1 and "event=deferred" in send.log(), timeout=15,
+                   what="first attempt")
+        d = str(send.data_dir)
+        r = tern_cli("queue", "-d", d, "list")
+        assert r.returncode == 0, r.stderr
+        qid = r.stdout.split()[0]
+        assert "deferred" in r.stdout and "come back later" in r.stdout
+        assert "<alice@sender.test>" in r.stdout and "<bob@remote.test>" in r.stdout
+        j = json.loads(tern_cli("queue", "-d", d, "list", "--json").stdout)
+        assert j[0]["id"] == qid and j[0]["state"] == "deferred"
+        assert j[0]["recipients"][0]["route"] == "remote"
+        assert j[0]["recipients"][0]["attempts"] == 1
+        r = tern_cli("queue", "-d", d, "show", qid)
+        assert r.returncode == 0 and "Subject: relay test" in r.stdout
+        assert "route=remote" in r.stdout
+        assert tern_cli("queue", "-d", d, "hold", qid).returncode == 0
+        assert " held" in tern_cli("queue", "-d", d, "list").stdout
+        n = rcv.n
+        tern_cli("queue", "-d", d, "flush", qid)
+        time.sleep(1)
+        assert rcv.n == n  # held: no attempt
+        assert tern_cli("queue", "-d", d, "release", qid).returncode == 0
+        assert " deferred" in tern_cli("queue", "-d", d, "list").stdout  # due in 1 h again
+        assert tern_cli("queue", "-d", d, "flush", qid).returncode == 0
+        wait_until(lambda: rcv.n > n, timeout=10, what="attempt after flush")
+        time.sleep(0.5)
+        r = tern_cli("queue", "-d", d, "delete", qid)
+        assert r.returncode == 0, r.stderr
+        assert tern_cli("queue", "-d", d, "list").stdout == ""
+        r = tern_cli("queue", "-d", d, "show", qid)
+        assert r.returncode != 0 and "no message" in r.stderr
+        r = tern_cli("queue", "-d", d, "show", "../../etc")
+        assert r.returncode != 0
+    finally:
+        rcv.close()
+
+
+def test_queue_tool_without_ternd(tmp_path):
+    r = tern_cli("queue", "-d", str(tmp_path), "list")
+    assert r.returncode == 69
+    assert "ternd is not running" in r.stderr
