@@ -1,0 +1,184 @@
+/* smtp_client_test.c - the outbound engine without I/O: a whole transaction (EHLO
+ * extensions, one refused and one accepted recipient, DATA, results), HELO
+ * fallback, STARTTLS decision, SIZE refusal, and hostile replies (over-long line,
+ * 1000 continuations, code change, control bytes, EOF mid-reply) -> FAILED with an
+ * escaped text. Each server script is fed whole and again one byte at a time.
+ * Dot-stuffing is checked on its own. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "smtp/smtp_client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Drain the output and return it as a string (static buffer). */
+static const char *t_out(struct smtp_client *c)
+{
+	static char s[4096];
+	size_t n;
+	const char *p = smtp_client_output(c, &n);
+	if (n >= sizeof s)
+		n = sizeof s - 1;
+	memcpy(s, p, n);
+	s[n] = '\0';
+	smtp_client_output_done(c, n);
+	return s;
+}
+
+static void t_feed(struct smtp_client *c, const char *s, bool bytewise)
+{
+	size_t n = strlen(s);
+	if (!bytewise) {
+		smtp_client_feed(c, s, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		smtp_client_feed(c, s + i, 1);
+}
+
+static void t_transaction(bool bytewise)
+{
+	struct smtp_client_opts o = {.helo = "me.test"};
+	struct smtp_client *c = smtp_client_new(&o);
+	const char *rc[] = {"a@x.test", "b@x.test"};
+	struct smtp_client_msg m = {.from = "s@me.test", .rcpts = rc, .nrcpts = 2, .size = 10,
+	                            .eightbit = true};
+	t_feed(c, "220 hi\r\n", bytewise);
+	assert_string_equal(t_out(c), "EHLO me.test\r\n");
+	t_feed(c, "250-x.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1000\r\n", bytewise);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_READY);
+	assert_true(smtp_client_has_ext(c, "8BITMIME"));
+	assert_false(smtp_client_has_ext(c, "STARTTLS"));
+	assert_int_equal(smtp_client_send_msg(c, &m), 0);
+	assert_string_equal(t_out(c), "MAIL FROM:<s@me.test> SIZE=10 BODY=8BITMIME\r\n");
+	t_feed(c, "250 ok\r\n", bytewise);
+	assert_string_equal(t_out(c), "RCPT TO:<a@x.test>\r\n");
+	t_feed(c, "550 5.1.1 no such user\r\n", bytewise);
+	assert_string_equal(t_out(c), "RCPT TO:<b@x.test>\r\n");
+	t_feed(c, "250 ok\r\n", bytewise);
+	assert_string_equal(t_out(c), "DATA\r\n");
+	t_feed(c, "354 go\r\n", bytewise);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_BODY);
+	smtp_client_body_done(c);
+	t_feed(c, "250 2.0.0 queued\r\n", bytewise);
+	assert_true(smtp_client_msg_finished(c));
+	assert_int_equal(smtp_client_rcpt_result(c, 0)->code, 550);
+	assert_string_equal(smtp_client_rcpt_result(c, 0)->text, "550 5.1.1 no such user");
+	assert_int_equal(smtp_client_rcpt_result(c, 1)->code, 250);
+	smtp_client_quit(c);
+	assert_string_equal(t_out(c), "QUIT\r\n");
+	smtp_client_eof(c, NULL);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_DONE);
+	smtp_client_free(c);
+}
+
+static void t_transaction_whole(void **state)
+{
+	t_transaction(false);
+}
+
+static void t_transaction_bytes(void **state)
+{
+	t_transaction(true);
+}
+
+static void t_helo_fallback_and_size(void **state)
+{
+	struct smtp_client_opts o = {.helo = "me.test", .starttls = true};
+	struct smtp_client *c = smtp_client_new(&o);
+	t_feed(c, "220 old\r\n", false);
+	t_out(c);
+	t_feed(c, "502 what\r\n", false);
+	assert_string_equal(t_out(c), "HELO me.test\r\n");
+	t_feed(c, "250 ok\r\n", false);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_READY);
+	smtp_client_free(c);
+
+	c = smtp_client_new(&o);
+	t_feed(c, "220 x\r\n", false);
+	t_out(c);
+	t_feed(c, "250-x\r\n250-STARTTLS\r\n250 SIZE 5\r\n", false);
+	assert_string_equal(t_out(c), "STARTTLS\r\n");
+	t_feed(c, "220 go ahead\r\n", false);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_TLS);
+	smtp_client_tls_done(c, true);
+	assert_string_equal(t_out(c), "EHLO me.test\r\n");
+	t_feed(c, "250-x\r\n250 SIZE 5\r\n", false);
+	const char *rc[] = {"a@x"};
+	struct smtp_client_msg m = {.from = "", .rcpts = rc, .nrcpts = 1, .size = 6};
+	assert_int_equal(smtp_client_send_msg(c, &m), 0);
+	assert_true(smtp_client_msg_finished(c));
+	assert_int_equal(smtp_client_rcpt_result(c, 0)->code, 552);
+	smtp_client_free(c);
+}
+
+static void t_hostile_one(const char *script, const char *want, bool bytewise)
+{
+	struct smtp_client_opts o = {.helo = "me.test"};
+	struct smtp_client *c = smtp_client_new(&o);
+	t_feed(c, script, bytewise);
+	if (smtp_client_state(c) != SMTP_CL_FAILED)
+		smtp_client_eof(c, NULL);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_FAILED);
+	const char *t = smtp_client_error(c)->text;
+	if (strstr(t, want) == NULL)
+		fail_msg("error \"%s\" lacks \"%s\"", t, want);
+	for (const char *p = t; *p; p++)
+		assert_true(*p >= 0x20 && *p < 0x7f);
+	smtp_client_free(c);
+}
+
+static void t_hostile(void **state)
+{
+	char *longline = malloc(100000);
+	memset(longline, 'x', 99990);
+	memcpy(longline, "220 ", 4);
+	memcpy(longline + 99990, "\r\n", 3);
+	char *many = malloc(1001 * 10 + 16);
+	size_t o = 0;
+	for (int i = 0; i < 1000; i++)
+		o += (size_t)snprintf(many + o, 11, "220-line\r\n");
+	snprintf(many + o, 16, "220 ok\r\n");
+	for (int bw = 0; bw < 2; bw++) {
+		t_hostile_one(longline, "reply line too long", bw);
+		t_hostile_one(many, "too many reply lines", bw);
+		t_hostile_one("220-a\r\n250 b\r\n", "code changed", bw);
+		t_hostile_one("220-first\r\n220-sec", "in the middle of a reply", bw);
+		t_hostile_one("2\r\n", "malformed reply", bw);
+		t_hostile_one("554 go \x1b[31maway\x07\r\n", "\\x1B[31maway\\x07", bw);
+	}
+	free(longline);
+	free(many);
+}
+
+static void t_stuff(void **state)
+{
+	struct smtp_client_stuffer st;
+	struct buf b;
+	buf_init(&b, 0);
+	smtp_client_stuff_init(&st);
+	const char *msg = ".a\r\nb\r\n..c\r\nd.";
+	for (const char *p = msg; *p; p++)
+		assert_int_equal(smtp_client_stuff(&st, p, 1, &b), 0);
+	assert_int_equal(smtp_client_stuff_end(&st, &b), 0);
+	assert_int_equal(b.len, strlen("..a\r\nb\r\n...c\r\nd.\r\n.\r\n"));
+	assert_memory_equal(b.ptr, "..a\r\nb\r\n...c\r\nd.\r\n.\r\n", b.len);
+	buf_free(&b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(t_transaction_whole),
+		cmocka_unit_test(t_transaction_bytes),
+		cmocka_unit_test(t_helo_fallback_and_size),
+		cmocka_unit_test(t_hostile),
+		cmocka_unit_test(t_stuff),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
