@@ -72,6 +72,7 @@ lint:
 bench: deps
 	bench/setup.sh
 	$(MAKE) BUILD=build-bench OPT=-O2 all
+	$(CC) $(CSTD) $(WARN) -O2 -pthread -o build-bench/smtp_latency bench/smtp_latency.c
 	python3 bench/bench.py $(BENCH_ARGS)
 
 clean:

@@ -157,8 +157,9 @@ class Ternd:
     name = "ternd"
     delivers = True
 
-    def __init__(self, top, binary, extra_conf=""):
-        self.dir = Path(top) / "ternd"
+    def __init__(self, top, binary, extra_conf="", name="ternd", env=None):
+        self.name = name
+        self.dir = Path(top) / name
         self.dir.mkdir()
         self.port = free_port()
         conf = self.dir / "ternd.conf"
@@ -172,7 +173,7 @@ class Ternd:
             "[listener 127.0.0.1:%d]\n" % (self.dir / "var", DOMAIN, extra_conf, self.port))
         self.log = open(self.dir / "ternd.log", "w")
         self.p = subprocess.Popen([str(binary), "-c", str(conf)], stdout=self.log,
-                                  stderr=self.log)
+                                  stderr=self.log, env=dict(os.environ, **(env or {})))
         wait_port(self.port)
         self.pid = self.p.pid
         self.maildir = self.dir / "var" / "mail" / DOMAIN / "user" / "Maildir" / "new"
@@ -227,6 +228,8 @@ default_process_limit = {procs}
 smtpd_client_connection_count_limit = 0
 smtpd_client_connection_rate_limit = 0
 anvil_rate_time_unit = 60s
+message_size_limit = 104857600
+virtual_mailbox_limit = 0
 """
 
 POSTFIX_MASTER = """\
@@ -337,6 +340,49 @@ def run_load(srv, sessions, size, msgs, timeout):
     return res
 
 
+def run_latency(srv, binary, sessions, per_session, size):
+    """End-of-data -> 250 latency with persistent sessions (bench/smtp_latency.c)."""
+    base = srv.delivered()
+    msgs = sessions * per_session
+    cpu0 = cpu_of(srv.pid)
+    r = subprocess.run([str(binary), "127.0.0.1", str(srv.port), str(sessions),
+                        str(per_session), str(size), RCPT], capture_output=True, text=True)
+    res = dict(kv.split("=") for kv in r.stdout.split())
+    res = {k: float(v) for k, v in res.items()}
+    if srv.delivers:
+        deadline = time.monotonic() + 600
+        while srv.delivered() < base + msgs and time.monotonic() < deadline:
+            time.sleep(0.005)
+        res["missing"] = base + msgs - srv.delivered()
+    res["cpu_ms"] = (cpu_of(srv.pid) - cpu0) * 1000.0 / max(res.get("msgs", 1), 1)
+    res["rate"] = res["msgs"] / res["secs"] if res.get("secs") else 0.0
+    res["stderr"] = r.stderr.strip()
+    return res
+
+
+def latency(servers, binary, sessions, per_session, size, reps):
+    print("| server | sessions | msgs | accepted msg/s | end-of-data -> 250: p50 | p90 "
+          "| p99 | max | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    rows = {}
+    ok = True
+    for rep in range(reps):
+        for srv in servers:
+            r = run_latency(srv, binary, sessions, per_session, size)
+            rows.setdefault(srv.name, []).append(r)
+            if r.get("errors") or r.get("missing"):
+                ok = False
+    for srv in servers:
+        rs = rows[srv.name]
+        med = lambda k: statistics.median([r.get(k, 0.0) for r in rs])
+        print("| %s | %d | %d | %.0f | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %d |" % (
+            srv.name, sessions, sessions * per_session, med("rate"), med("p50_ms"),
+            med("p90_ms"), med("p99_ms"), med("max_ms"),
+            sum(int(r.get("errors", 0)) + int(r.get("missing", 0) or 0) for r in rs)))
+    print()
+    return ok
+
+
 def fmt_range(vals, digits=0):
     if not vals:
         return "-"
@@ -424,6 +470,9 @@ def main():
     ap.add_argument("--idle-postfix", type=int, default=1000,
                     help="idle sessions for Postfix (one process each)")
     ap.add_argument("--no-throughput", action="store_true")
+    ap.add_argument("--latency-sessions", type=int, default=50,
+                    help="sessions for the latency table (0: skip)")
+    ap.add_argument("--latency-binary", default=str(REPO / "build-bench" / "smtp_latency"))
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = ap.parse_args()
 
@@ -446,6 +495,9 @@ def main():
                 servers.append(Postfix(top, procs=max(300, args.idle_postfix + 100)))
             elif name == "ternd":
                 servers.append(Ternd(top, args.ternd))
+            elif name.startswith("ternd:"):  # ternd:VAR=value, for experiments
+                k, _, v = name[6:].partition("=")
+                servers.append(Ternd(top, args.ternd, name=name, env={k: v}))
             elif name == "smtp-sink":
                 servers.append(Sink(top))
         print("# tern benchmark, %s, %s, %d CPUs, load average %s" % (
@@ -455,6 +507,11 @@ def main():
               "%d repetitions, servers in alternation; median (min–max)" % args.reps)
         if not args.no_throughput:
             ok = throughput(servers, LOADS[args.loads], args.reps) and ok
+        if args.latency_sessions and os.path.exists(args.latency_binary):
+            print("# latency: %s SESSIONS 40 4096 (persistent sessions, no pipelining, "
+                  "%d repetitions, medians)" % (os.path.basename(args.latency_binary), args.reps))
+            ok = latency(servers, args.latency_binary, args.latency_sessions, 40, 4096,
+                         args.reps) and ok
         if args.idle:
             idle(servers, args.idle, args.idle_postfix)
         print("# load average at the end: %s" % open("/proc/loadavg").read().split()[0])

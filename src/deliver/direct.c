@@ -85,6 +85,7 @@ struct direct {
 	char host[256];
 	int efd;
 	enum direct_fault_op fault;
+	bool per_file_sync; /* fdatasync each file instead of syncfs (TERN_DIRECT_SYNC) */
 	pthread_t th;
 	bool started;
 	pthread_mutex_t mu;
@@ -269,8 +270,23 @@ static void direct_commit_batch(struct direct *d, struct direct_msg *list)
 		}
 		direct_flush(m);
 	}
-	/* 2. make the data durable: one syncfs per filesystem */
-	for (struct direct_msg *m = list; m; m = m->next) {
+	/* 2. make the data durable: per file (writeback of all started first, so the
+	 * fdatasyncs share one journal commit), or one syncfs per filesystem */
+	if (d->per_file_sync) {
+		for (struct direct_msg *m = list; m; m = m->next)
+			for (size_t i = 0; m->err == 0 && i < m->nr; i++)
+				sync_file_range(m->r[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		for (struct direct_msg *m = list; m; m = m->next) {
+			for (size_t i = 0; m->err == 0 && i < m->nr; i++) {
+				int r = direct_fault(d, DIRECT_FAULT_FSYNC);
+				if (r == 0 && fdatasync(m->r[i].fd) < 0)
+					r = -errno;
+				if (r < 0)
+					m->err = r;
+			}
+		}
+	}
+	for (struct direct_msg *m = d->per_file_sync ? NULL : list; m; m = m->next) {
 		for (size_t i = 0; m->err == 0 && i < m->nr; i++) {
 			struct direct_rcpt *rc = &m->r[i];
 			size_t k = 0;
@@ -423,6 +439,8 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 		else if (strcmp(f, "dirsync") == 0)
 			d->fault = DIRECT_FAULT_DIRSYNC;
 	}
+	f = getenv("TERN_DIRECT_SYNC");
+	d->per_file_sync = f != NULL && strcmp(f, "fdatasync") == 0;
 	d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (d->efd < 0) {
 		r = -errno;
