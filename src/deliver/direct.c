@@ -6,9 +6,10 @@
  * CRLF -> LF once into a shared staging buffer and written to every file (the first
  * write of each file carries its Return-Path/Delivered-To prefix in the same write).
  * On the committer thread, for every message pending (a batch): flush the staging
- * buffer; syncfs() once per filesystem; rename each tmp/ file to
- * new/<unique>,S=<size> (RENAME_NOREPLACE, never overwrites); fsync each distinct
- * new/ once; then post completions. Any failure unlinks that message's files
+ * buffer; syncfs() once per filesystem; then, on the publisher thread (so the next
+ * batch syncs meanwhile), rename each tmp/ file to new/<unique>,S=<size>
+ * (RENAME_NOREPLACE, never overwrites); fsync each distinct new/ once; then post
+ * completions. Any failure unlinks that message's files
  * (tmp/ and new/) and reports the error: nothing un-promised is ever visible.
  *
  * Crash at any point before the 250: at worst tmp/ files are left (Maildir readers
@@ -92,6 +93,12 @@ struct direct {
 	pthread_cond_t cv;
 	struct direct_msg *pend_head, *pend_tail; /* loop -> committer */
 	struct direct_msg *done_head, *done_tail; /* committer -> loop */
+	bool pipelined;                           /* stage 2 thread publishes */
+	pthread_t th2;
+	bool started2;
+	pthread_cond_t cv2;
+	struct direct_msg *stage_head, *stage_tail; /* synced, to publish */
+	bool stage_stop;
 	bool stopping;
 	unsigned long batches, msgs;
 };
@@ -254,7 +261,8 @@ static int direct_publish(struct direct *d, struct direct_rcpt *rc)
 	return 0;
 }
 
-static void direct_commit_batch(struct direct *d, struct direct_msg *list)
+/* Steps 1-2 of a batch: finish the files, make their data durable. */
+static void direct_batch_sync(struct direct *d, struct direct_msg *list)
 {
 	struct {
 		dev_t dev;
@@ -308,6 +316,11 @@ static void direct_commit_batch(struct direct *d, struct direct_msg *list)
 			}
 		}
 	}
+}
+
+/* Steps 3-5: rename into new/, fsync each new/ once, report. */
+static void direct_batch_publish(struct direct *d, struct direct_msg *list)
+{
 	/* 3. make them visible */
 	for (struct direct_msg *m = list; m; m = m->next) {
 		for (size_t i = 0; m->err == 0 && i < m->nr; i++) {
@@ -374,6 +387,29 @@ static void direct_commit_batch(struct direct *d, struct direct_msg *list)
 	}
 }
 
+/* Hand a finished batch to the loop. */
+static void direct_post(struct direct *d, struct direct_msg *list, struct direct_msg *tail)
+{
+	unsigned long n = 0;
+	for (struct direct_msg *m = list; m; m = m->next)
+		n++;
+	pthread_mutex_lock(&d->mu);
+	d->batches++;
+	d->msgs += n;
+	if (d->done_tail)
+		d->done_tail->next = list;
+	else
+		d->done_head = list;
+	d->done_tail = tail;
+	pthread_mutex_unlock(&d->mu);
+	uint64_t one = 1;
+	ssize_t w = write(d->efd, &one, sizeof one);
+	(void)w; /* the counter only overflows after 2^64 writes */
+}
+
+/* Stage 1 (and, without the pipeline, everything): take every pending message,
+ * write and sync them; then publish them here or hand them to stage 2, so the next
+ * batch's sync overlaps this batch's renames and directory fsyncs. */
 static void *direct_committer_main(void *arg)
 {
 	struct direct *d = arg;
@@ -390,22 +426,47 @@ static void *direct_committer_main(void *arg)
 				break;
 			continue;
 		}
-		direct_commit_batch(d, list);
-		unsigned long n = 0;
-		for (struct direct_msg *m = list; m; m = m->next)
-			n++;
+		direct_batch_sync(d, list);
+		if (!d->pipelined) {
+			direct_batch_publish(d, list);
+			direct_post(d, list, tail);
+			continue;
+		}
 		pthread_mutex_lock(&d->mu);
-		d->batches++;
-		d->msgs += n;
-		if (d->done_tail)
-			d->done_tail->next = list;
+		if (d->stage_tail)
+			d->stage_tail->next = list;
 		else
-			d->done_head = list;
-		d->done_tail = tail;
+			d->stage_head = list;
+		d->stage_tail = tail;
+		pthread_cond_signal(&d->cv2);
 		pthread_mutex_unlock(&d->mu);
-		uint64_t one = 1;
-		ssize_t w = write(d->efd, &one, sizeof one);
-		(void)w; /* the counter only overflows after 2^64 writes */
+	}
+	pthread_mutex_lock(&d->mu);
+	d->stage_stop = true;
+	pthread_cond_signal(&d->cv2);
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+/* Stage 2: publish synced batches (several at once if they queued up). */
+static void *direct_publisher_main(void *arg)
+{
+	struct direct *d = arg;
+	for (;;) {
+		pthread_mutex_lock(&d->mu);
+		while (d->stage_head == NULL && !d->stage_stop)
+			pthread_cond_wait(&d->cv2, &d->mu);
+		struct direct_msg *list = d->stage_head, *tail = d->stage_tail;
+		d->stage_head = d->stage_tail = NULL;
+		bool stop = d->stage_stop;
+		pthread_mutex_unlock(&d->mu);
+		if (list == NULL) {
+			if (stop)
+				break;
+			continue;
+		}
+		direct_batch_publish(d, list);
+		direct_post(d, list, tail);
 	}
 	return NULL;
 }
@@ -423,6 +484,7 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 	d->efd = -1;
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_cond_init(&d->cv, NULL);
+	pthread_cond_init(&d->cv2, NULL);
 	d->data_dir = strdup(data_dir);
 	d->pattern = strdup(pattern);
 	if (d->data_dir == NULL || d->pattern == NULL)
@@ -441,10 +503,19 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 	}
 	f = getenv("TERN_DIRECT_SYNC");
 	d->per_file_sync = f != NULL && strcmp(f, "fdatasync") == 0;
+	f = getenv("TERN_DIRECT_PIPELINE");
+	d->pipelined = f == NULL || strcmp(f, "0") != 0;
 	d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (d->efd < 0) {
 		r = -errno;
 		goto fail;
+	}
+	if (d->pipelined) {
+		if (pthread_create(&d->th2, NULL, direct_publisher_main, d) != 0) {
+			r = -EAGAIN;
+			goto fail;
+		}
+		d->started2 = true;
 	}
 	if (pthread_create(&d->th, NULL, direct_committer_main, d) != 0) {
 		r = -EAGAIN;
@@ -468,12 +539,23 @@ void direct_close(struct direct *d)
 		pthread_cond_signal(&d->cv);
 		pthread_mutex_unlock(&d->mu);
 		pthread_join(d->th, NULL);
-		direct_run_completions(d);
 	}
+	if (d->started2) {
+		if (!d->started) { /* stage 1 never ran: stop stage 2 ourselves */
+			pthread_mutex_lock(&d->mu);
+			d->stage_stop = true;
+			pthread_cond_signal(&d->cv2);
+			pthread_mutex_unlock(&d->mu);
+		}
+		pthread_join(d->th2, NULL);
+	}
+	if (d->started)
+		direct_run_completions(d);
 	if (d->efd >= 0)
 		close(d->efd);
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
+	pthread_cond_destroy(&d->cv2);
 	free(d->data_dir);
 	free(d->pattern);
 	free(d);
