@@ -775,8 +775,27 @@ static void relay_domain(struct relay_job *j, const char *domain, size_t *idx, s
 				         hostdesc, strerror(-c.fd));
 				continue;
 			}
-			struct smtp_client_opts co = {.helo = rl->hostname,
-			                              .starttls = rl->o.cfg.starttls && rl->ssl != NULL};
+			bool sh = route != NULL && route->smarthost;
+			bool auth = sh && rl->o.cfg.auth_user[0] != '\0';
+			struct smtp_client_opts co = {
+				.helo = rl->hostname,
+				.starttls = (rl->o.cfg.starttls || auth) && rl->ssl != NULL,
+				.auth_user = auth ? rl->o.cfg.auth_user : NULL,
+				.auth_pass = auth ? rl->o.cfg.auth_pass : NULL,
+			};
+			if (sh && rl->o.cfg.smarthost_implicit_tls) {
+				/* implicit TLS (port 465): handshake before the greeting */
+				if (rl->ssl == NULL || (c.ssl = SSL_new(rl->ssl)) == NULL ||
+				    SSL_set_fd(c.ssl, c.fd) != 1 || SSL_connect(c.ssl) != 1) {
+					snprintf(err, sizeof err, "451 4.7.0 TLS handshake with %s failed",
+					         hostdesc);
+					if (c.ssl != NULL)
+						SSL_free(c.ssl);
+					close(c.fd);
+					continue;
+				}
+				co.tls_active = true;
+			}
 			struct smtp_client *cl = smtp_client_new(&co);
 			int r = cl ? relay_session(rl, &c, cl, &m, j->fd, j->body_off, j->body_len, err,
 			                           sizeof err)

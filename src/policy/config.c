@@ -876,7 +876,7 @@ static int config_assign(struct config_parse *p, char *s)
 	}
 	if (k == NULL && p->l == NULL && *val != '\0') {
 		char msg[400];
-		int rc = config_relay_assign(&p->c->relay, key, val, msg, sizeof msg);
+		int rc = config_relay_assign(&p->c->relay, key, val, p->dir, msg, sizeof msg);
 		if (rc != -ENOENT)
 			return rc < 0 ? CONFIG_PERR(p, "%s", msg) : 0;
 	}

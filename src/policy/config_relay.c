@@ -29,6 +29,7 @@ void config_relay_free(struct config_relay *r)
 {
 	if (r == NULL)
 		return;
+	explicit_bzero(r->auth_pass, sizeof r->auth_pass);
 	free(r->transports);
 	r->transports = NULL;
 	r->ntransports = 0;
@@ -117,10 +118,42 @@ static const char *const config_relay_keys[] = {
 	"resolver",      "relay_port",    "smarthost",     "transport",
 	"retry_first",   "retry_max",     "give_up",       "delay_warning",
 	"relay_threads", "relay_timeout", "relay_max_per_destination", "relay_starttls",
+	"smarthost_tls", "smarthost_auth",
 };
 
-int config_relay_assign(struct config_relay *r, const char *key, const char *val, char *msg,
-                        size_t msgsz)
+/* "user:password" on the first line of path (relative to the config's dir). */
+static int config_relay_auth_file(struct config_relay *r, const char *val, const char *dir,
+                                  char *m2, size_t m2sz)
+{
+	char path[1024], line[600];
+	if (val[0] == '/' || dir == NULL || dir[0] == '\0')
+		snprintf(path, sizeof path, "%s", val);
+	else
+		snprintf(path, sizeof path, "%s/%s", dir, val);
+	FILE *f = fopen(path, "re");
+	if (f == NULL) {
+		snprintf(m2, m2sz, "cannot open %.200s: %.60s", path, strerror(errno));
+		return -EINVAL;
+	}
+	bool got = fgets(line, sizeof line, f) != NULL;
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	char *colon = got ? strchr(line, ':') : NULL;
+	if (colon == NULL || colon == line || colon[1] == '\0' ||
+	    (size_t)(colon - line) >= sizeof r->auth_user || strlen(colon + 1) >= sizeof r->auth_pass) {
+		explicit_bzero(line, sizeof line);
+		snprintf(m2, m2sz, "%.200s: expected one line USER:PASSWORD", path);
+		return -EINVAL;
+	}
+	*colon = '\0';
+	memcpy(r->auth_user, line, (size_t)(colon - line) + 1);
+	snprintf(r->auth_pass, sizeof r->auth_pass, "%s", colon + 1);
+	explicit_bzero(line, sizeof line);
+	return 0;
+}
+
+int config_relay_assign(struct config_relay *r, const char *key, const char *val,
+                        const char *dir, char *msg, size_t msgsz)
 {
 	size_t k = 0, nk = sizeof config_relay_keys / sizeof config_relay_keys[0];
 	for (; k < nk; k++)
@@ -213,6 +246,19 @@ int config_relay_assign(struct config_relay *r, const char *key, const char *val
 			rc = -EINVAL;
 		}
 		break;
+	case 12:
+		if (strcasecmp(val, "implicit") == 0)
+			r->smarthost_implicit_tls = true;
+		else if (strcasecmp(val, "starttls") == 0)
+			r->smarthost_implicit_tls = false;
+		else {
+			snprintf(m2, sizeof m2, "expected starttls or implicit, not '%s'", val);
+			rc = -EINVAL;
+		}
+		break;
+	case 13:
+		rc = config_relay_auth_file(r, val, dir, m2, sizeof m2);
+		break;
 	}
 	if (rc < 0) {
 		snprintf(msg, msgsz, "%s: %s", key, m2);
@@ -230,6 +276,7 @@ const struct config_transport *config_relay_route(const struct config_relay *r,
 			return &r->transports[i];
 	if (r->smarthost[0] != '\0') {
 		memset(tmp, 0, sizeof *tmp);
+		tmp->smarthost = true;
 		snprintf(tmp->host, sizeof tmp->host, "%s", r->smarthost);
 		tmp->port = r->smarthost_port;
 		return tmp;

@@ -10,6 +10,7 @@
 #define CONFIG_RELAY_HOST_MAX 300
 
 struct config_transport {
+	bool smarthost;                  /* the smarthost (AUTH and smarthost_tls apply) */
 	char domain[256];                /* lowercase; "*" never (use smarthost) */
 	char host[CONFIG_RELAY_HOST_MAX]; /* name or IP literal (v6 without brackets) */
 	unsigned port;
@@ -20,6 +21,9 @@ struct config_relay {
 	unsigned port;                        /* remote SMTP port for MX hosts, default 25 */
 	char smarthost[CONFIG_RELAY_HOST_MAX]; /* host; "" = none */
 	unsigned smarthost_port;
+	bool smarthost_implicit_tls;          /* smarthost_tls = implicit (else STARTTLS) */
+	char auth_user[256];                  /* from smarthost_auth FILE ("user:password") */
+	char auth_pass[256];
 	struct config_transport *transports;
 	size_t ntransports;
 	unsigned retry_first_s;               /* default 300 */
@@ -37,8 +41,8 @@ void config_relay_defaults(struct config_relay *r);
 void config_relay_free(struct config_relay *r);
 /* Parse one "key = value" if key is a relay key: 0 ok, -ENOENT not a relay key,
  * -EINVAL with a message in msg. */
-int config_relay_assign(struct config_relay *r, const char *key, const char *val, char *msg,
-                        size_t msgsz);
+int config_relay_assign(struct config_relay *r, const char *key, const char *val,
+                        const char *dir, char *msg, size_t msgsz);
 /* Route for a domain: transport entry, else smarthost, else NULL (use MX). */
 const struct config_transport *config_relay_route(const struct config_relay *r,
                                                   const char *domain,

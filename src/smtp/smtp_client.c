@@ -18,6 +18,9 @@ struct smtp_client {
 	enum smtp_client_state st;
 	char helo[256];
 	bool want_tls, tls_active;
+	char auth_user[256], auth_pass[256];
+	bool want_auth;
+	int auth_step;
 	struct buf out;
 	/* reply being parsed */
 	char line[SMTP_CLIENT_LINE_MAX];
@@ -71,6 +74,11 @@ struct smtp_client *smtp_client_new(const struct smtp_client_opts *o)
 	snprintf(c->helo, sizeof c->helo, "%s", o->helo ? o->helo : "localhost");
 	c->want_tls = o->starttls;
 	c->tls_active = o->tls_active;
+	if (o->auth_user != NULL && o->auth_pass != NULL) {
+		c->want_auth = true;
+		snprintf(c->auth_user, sizeof c->auth_user, "%s", o->auth_user);
+		snprintf(c->auth_pass, sizeof c->auth_pass, "%s", o->auth_pass);
+	}
 	buf_init(&c->out, 64 * 1024);
 	c->st = SMTP_CL_GREETING;
 	return c;
@@ -80,6 +88,7 @@ void smtp_client_free(struct smtp_client *c)
 {
 	if (c == NULL)
 		return;
+	explicit_bzero(c->auth_pass, sizeof c->auth_pass);
 	buf_free(&c->out);
 	free(c->res);
 	free(c);
@@ -147,6 +156,65 @@ bool smtp_client_tls_active(const struct smtp_client *c)
 	return c->tls_active;
 }
 
+static void smtp_client_b64(const unsigned char *p, size_t n, char *out, size_t outsz)
+{
+	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0;
+	for (size_t i = 0; i < n && o + 5 < outsz; i += 3) {
+		unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+		             (i + 2 < n ? p[i + 2] : 0);
+		out[o++] = t[(v >> 18) & 63];
+		out[o++] = t[(v >> 12) & 63];
+		out[o++] = i + 1 < n ? t[(v >> 6) & 63] : '=';
+		out[o++] = i + 2 < n ? t[v & 63] : '=';
+	}
+	out[o] = '\0';
+}
+
+/* After EHLO: authenticate if asked to (over TLS only), else ready. */
+static void smtp_client_after_ehlo(struct smtp_client *c)
+{
+	char raw[520], b64[704];
+	if (!c->want_auth) {
+		smtp_client_enter_state(c, SMTP_CL_READY);
+		return;
+	}
+	if (!c->tls_active) {
+		smtp_client_fail(c, 0, "refusing to send AUTH credentials without TLS");
+		return;
+	}
+	if (smtp_client_has_ext(c, "AUTH")) {
+		bool plain = false, login = false;
+		for (size_t i = 0; i < c->next; i++)
+			if (strncmp(c->ext[i], "AUTH ", 5) == 0 || strncmp(c->ext[i], "AUTH=", 5) == 0) {
+				plain = plain || strstr(c->ext[i], " PLAIN") != NULL;
+				login = login || strstr(c->ext[i], " LOGIN") != NULL ||
+				        strstr(c->ext[i], "=LOGIN") != NULL;
+			}
+		if (plain) {
+			size_t ul = strlen(c->auth_user), pl = strlen(c->auth_pass);
+			raw[0] = '\0';
+			memcpy(raw + 1, c->auth_user, ul);
+			raw[1 + ul] = '\0';
+			memcpy(raw + 2 + ul, c->auth_pass, pl);
+			smtp_client_b64((unsigned char *)raw, 2 + ul + pl, b64, sizeof b64);
+			explicit_bzero(raw, sizeof raw);
+			smtp_client_cmd4(c, "AUTH PLAIN ", b64, NULL, NULL);
+			explicit_bzero(b64, sizeof b64);
+			c->auth_step = 0;
+			smtp_client_enter_state(c, SMTP_CL_AUTH);
+			return;
+		}
+		if (login) {
+			smtp_client_cmd4(c, "AUTH LOGIN", NULL, NULL, NULL);
+			c->auth_step = 1;
+			smtp_client_enter_state(c, SMTP_CL_AUTH);
+			return;
+		}
+	}
+	smtp_client_fail(c, 0, "server offers no AUTH PLAIN or LOGIN");
+}
+
 static void smtp_client_next_rcpt(struct smtp_client *c)
 {
 	const struct smtp_client_msg *m = c->m;
@@ -198,22 +266,38 @@ static void smtp_client_on_reply(struct smtp_client *c)
 			smtp_client_enter_state(c, SMTP_CL_STARTTLS);
 			return;
 		}
-		smtp_client_enter_state(c, SMTP_CL_READY);
+		smtp_client_after_ehlo(c);
 		return;
 	case SMTP_CL_HELO:
 		if (cls != 2) {
 			smtp_client_fail(c, code, c->cur.text);
 			return;
 		}
-		smtp_client_enter_state(c, SMTP_CL_READY);
+		smtp_client_after_ehlo(c);
+		return;
+	case SMTP_CL_AUTH:
+		if ((c->auth_step == 1 || c->auth_step == 2) && code == 334) {
+			char b64[704];
+			const char *v = c->auth_step == 1 ? c->auth_user : c->auth_pass;
+			smtp_client_b64((const unsigned char *)v, strlen(v), b64, sizeof b64);
+			smtp_client_cmd4(c, b64, NULL, NULL, NULL);
+			explicit_bzero(b64, sizeof b64);
+			c->auth_step = c->auth_step == 1 ? 2 : 3;
+			return;
+		}
+		if (code == 235) {
+			smtp_client_enter_state(c, SMTP_CL_READY);
+			return;
+		}
+		smtp_client_fail(c, code, c->cur.text);
 		return;
 	case SMTP_CL_STARTTLS:
 		if (code == 220) {
 			smtp_client_enter_state(c, SMTP_CL_TLS);
 			return;
 		}
-		/* opportunistic: go on in the clear */
-		smtp_client_enter_state(c, SMTP_CL_READY);
+		/* opportunistic: go on in the clear (AUTH then refuses) */
+		smtp_client_after_ehlo(c);
 		return;
 	case SMTP_CL_MAIL:
 		if (cls != 2) {
@@ -314,6 +398,7 @@ static bool smtp_client_reading(const struct smtp_client *c)
 	case SMTP_CL_EHLO:
 	case SMTP_CL_HELO:
 	case SMTP_CL_STARTTLS:
+	case SMTP_CL_AUTH:
 	case SMTP_CL_MAIL:
 	case SMTP_CL_RCPT:
 	case SMTP_CL_DATA:

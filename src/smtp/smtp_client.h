@@ -41,6 +41,7 @@ enum smtp_client_state {
 	SMTP_CL_HELO,     /* HELO sent (EHLO refused) */
 	SMTP_CL_STARTTLS, /* STARTTLS sent */
 	SMTP_CL_TLS,      /* 220 to STARTTLS: the glue does the handshake */
+	SMTP_CL_AUTH,     /* AUTH sent (PLAIN, or LOGIN step auth_step) */
 	SMTP_CL_READY,    /* idle: a message may be sent */
 	SMTP_CL_MAIL,     /* MAIL sent */
 	SMTP_CL_RCPT,     /* RCPT number rcpt_idx sent */
@@ -57,6 +58,9 @@ struct smtp_client_opts {
 	const char *helo;   /* our name for EHLO/HELO */
 	bool starttls;      /* use STARTTLS when offered */
 	bool tls_active;    /* already TLS (implicit TLS): do not STARTTLS */
+	const char *auth_user; /* AUTH PLAIN/LOGIN with these (smarthost); NULL: none.
+	                          Sent only over TLS; without TLS the connection fails. */
+	const char *auth_pass;
 };
 
 /* A reply, with text made safe for logs and bounces. */

@@ -412,3 +412,55 @@ def test_queue_tool_without_ternd(tmp_path):
     r = tern_cli("queue", "-d", str(tmp_path), "list")
     assert r.returncode == 69
     assert "ternd is not running" in r.stderr
+
+
+def test_smarthost_starttls_auth_to_aiosmtpd(ternd_factory, tmp_path):
+    """A peer no one here wrote: aiosmtpd requiring STARTTLS and AUTH."""
+    import ssl
+    pytest.importorskip("aiosmtpd")
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+    from test_tls_auth import make_cert
+    cert, key = make_cert(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    got = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            got.append((envelope.mail_from, envelope.rcpt_tos, envelope.content,
+                        session.authenticated, session.ssl is not None))
+            return "250 OK stored"
+
+    def auth(server, session, envelope, mechanism, data):
+        ok = (isinstance(data, LoginPassword) and data.login == b"relayuser"
+              and data.password == b"s3cret:with colon")
+        return AuthResult(success=ok)
+
+    port = free_port()
+    ctl = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=ctx,
+                     require_starttls=True, auth_required=True, auth_require_tls=True,
+                     authenticator=auth)
+    ctl.start()
+    try:
+        t = ternd_factory(config="""hostname = sender.test
+local_domains = sender.test
+aliases = aliases
+resolver = 127.0.0.1:9
+smarthost = 127.0.0.1:%d
+smarthost_auth = relay.auth
+retry_first = 1s
+""" % port, start=False)
+        (t.tmp / "aliases").write_text("bob: bob@remote.test\n")
+        (t.tmp / "relay.auth").write_text("relayuser:s3cret:with colon\n")
+        t.start()
+        submit(t, ["bob@sender.test"], MSG)
+        wait_until(lambda: got, timeout=15, what="message at aiosmtpd")
+        frm, rcpts, content, authed, tls = got[0]
+        assert frm == "alice@sender.test" and rcpts == ["bob@remote.test"]
+        assert authed and tls
+        assert content.endswith(MSG)
+        assert "s3cret" not in t.log()
+        wait_until(lambda: "event=removed" in t.log(), timeout=10, what="removed")
+    finally:
+        ctl.stop()

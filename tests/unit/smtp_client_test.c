@@ -117,6 +117,42 @@ static void t_helo_fallback_and_size(void **state)
 	smtp_client_free(c);
 }
 
+static void t_auth(void **state)
+{
+	struct smtp_client_opts o = {.helo = "me", .starttls = true, .auth_user = "u",
+	                             .auth_pass = "p"};
+	struct smtp_client *c = smtp_client_new(&o);
+	t_feed(c, "220 x\r\n250-x\r\n250 AUTH LOGIN PLAIN\r\n", false);
+	/* no STARTTLS offered: credentials are never sent in the clear */
+	assert_int_equal(smtp_client_state(c), SMTP_CL_FAILED);
+	assert_non_null(strstr(smtp_client_error(c)->text, "without TLS"));
+	assert_null(strstr(t_out(c), "AUTH"));
+	smtp_client_free(c);
+
+	o.tls_active = true; /* implicit TLS */
+	c = smtp_client_new(&o);
+	t_feed(c, "220 x\r\n", false);
+	t_out(c);
+	t_feed(c, "250-x\r\n250 AUTH LOGIN PLAIN\r\n", false);
+	assert_string_equal(t_out(c), "AUTH PLAIN AHUAcA==\r\n"); /* "\0u\0p" */
+	t_feed(c, "235 ok\r\n", false);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_READY);
+	smtp_client_free(c);
+
+	c = smtp_client_new(&o);
+	t_feed(c, "220 x\r\n", false);
+	t_out(c);
+	t_feed(c, "250-x\r\n250 AUTH LOGIN\r\n", false);
+	assert_string_equal(t_out(c), "AUTH LOGIN\r\n");
+	t_feed(c, "334 VXNlcm5hbWU6\r\n", false);
+	assert_string_equal(t_out(c), "dQ==\r\n");
+	t_feed(c, "334 UGFzc3dvcmQ6\r\n", false);
+	assert_string_equal(t_out(c), "cA==\r\n");
+	t_feed(c, "334 again\r\n", false); /* a third challenge is not answered */
+	assert_int_equal(smtp_client_state(c), SMTP_CL_FAILED);
+	smtp_client_free(c);
+}
+
 static void t_hostile_one(const char *script, const char *want, bool bytewise)
 {
 	struct smtp_client_opts o = {.helo = "me.test"};
@@ -177,6 +213,7 @@ int main(void)
 		cmocka_unit_test(t_transaction_whole),
 		cmocka_unit_test(t_transaction_bytes),
 		cmocka_unit_test(t_helo_fallback_and_size),
+		cmocka_unit_test(t_auth),
 		cmocka_unit_test(t_hostile),
 		cmocka_unit_test(t_stuff),
 	};
