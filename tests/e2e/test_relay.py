@@ -464,3 +464,43 @@ retry_first = 1s
         wait_until(lambda: "event=removed" in t.log(), timeout=10, what="removed")
     finally:
         ctl.stop()
+
+
+def test_kill9_during_relay_then_restart_delivers(ternd_factory, dnsmasq):
+    """kill -9 while the remote holds the end-of-data reply: after a restart the
+    message is delivered (at least once) and the queue ends empty."""
+    in_data = threading.Event()
+    release = threading.Event()
+
+    def script(rcv, c, n):
+        if n == 0:
+            c.sendall(b"220 slow\r\n")
+            while True:
+                line = readline(c).upper()
+                if line.startswith(b"EHLO"):
+                    c.sendall(b"250 slow\r\n")
+                elif line.startswith((b"MAIL", b"RCPT")):
+                    c.sendall(b"250 ok\r\n")
+                elif line.startswith(b"DATA"):
+                    c.sendall(b"354 go\r\n")
+                    in_data.set()
+                    release.wait(20)  # never answers the dot
+                    return
+        serve(rcv, c)
+
+    rcv, send = sender_with_fake(ternd_factory, dnsmasq, script)
+    try:
+        submit(send, ["bob@sender.test"], MSG)
+        assert in_data.wait(15), "relay never reached DATA"
+        time.sleep(0.3)
+        send.kill9()
+        release.set()
+        queue = send.data_dir / "spool" / "queue"
+        assert any(p.name.isalnum() for p in queue.iterdir())  # still queued
+        send.start()
+        wait_until(lambda: rcv.messages, timeout=15, what="delivery after restart")
+        assert MSG.split(b"\r\n\r\n")[1] in rcv.messages[-1].replace(b"\r\n..", b"\r\n.")
+        wait_until(lambda: not any(queue.iterdir()), timeout=10, what="empty queue")
+    finally:
+        release.set()
+        rcv.close()
