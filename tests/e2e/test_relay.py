@@ -109,8 +109,13 @@ relay_timeout = 5s
 
 
 def make_sender(ternd_factory, dns, rport, aliases, extra="", retry="1s"):
+    # the fixture's readiness check looks at the port number on any address, so the
+    # sender must not share its number with a receiver on 127.0.0.2/3
+    port = free_port()
+    while port in (rport, dns):
+        port = free_port()
     t = ternd_factory(config=SENDER_CONF.format(dns=dns, rport=rport, extra=extra, retry=retry)
-                      .replace("{dns}", str(dns)), start=False)
+                      .replace("{dns}", str(dns)), start=False, port=port)
     (t.tmp / "aliases").write_text(aliases)
     return t.start()
 
