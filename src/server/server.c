@@ -57,6 +57,7 @@
 #include "server/privdrop.h"
 #include "server/tls.h"
 #include "smtp/smtp_server.h"
+#include "smtp/smtp_dsn.h"
 #include "util/buf.h"
 #include "util/limits.h"
 #include "util/log.h"
@@ -559,6 +560,9 @@ static int server_on_data_begin(void *ctx, const struct smtp_addr *from,
 	env.arrival = time(NULL);
 	env.smtputf8 = p->smtputf8;
 	env.body = (int)p->body;
+	env.ret = p->dsn_ret;
+	if (p->dsn_envid[0] != '\0' && (env.envid = strdup(p->dsn_envid)) == NULL)
+		goto fail;
 	if (env.from == NULL || env.helo == NULL || env.client_addr == NULL)
 		goto fail;
 	for (size_t i = 0; i < nrcpts; i++) {
@@ -571,9 +575,18 @@ static int server_on_data_begin(void *ctx, const struct smtp_addr *from,
 		}
 		if (rcpts[i].is_postmaster)
 			snprintf(orig, sizeof orig, "postmaster@%s", domain);
+		size_t before = env.nrcpts;
 		rc = envelope_add_rcpt(cfg, &env, user, domain, orig);
 		if (rc < 0)
 			goto fail;
+		const struct smtp_rcpt_dsn *d = smtp_server_rcpt_dsn(c->s, i);
+		for (size_t k = before; d != NULL && k < env.nrcpts; k++) {
+			env.rcpts[k].notify = d->notify; /* same bits as SPOOL_NOTIFY_* */
+			if (d->orcpt[0] != '\0' && (env.rcpts[k].orcpt = strdup(d->orcpt)) == NULL) {
+				rc = -ENOMEM;
+				goto fail;
+			}
+		}
 	}
 	rc = -EAGAIN;
 	if (server_can_direct(c, &env)) {

@@ -35,6 +35,7 @@
  *     onward can carry a "<CR>.<CR>" that a lenient next hop might take as the end.
  */
 #include "smtp/smtp_server.h"
+#include "smtp/smtp_dsn.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -107,6 +108,7 @@ struct smtp_server_args {
 	size_t n;
 	struct smtp_addr addr;
 	struct smtp_mail_params params;
+	struct smtp_rcpt_dsn dsn;  /* RCPT NOTIFY/ORCPT */
 	uint64_t bdat_size;
 	bool bdat_last;
 	bool close; /* check failed in a way that loses sync: close after the reply */
@@ -145,6 +147,7 @@ struct smtp_server {
 	struct smtp_addr from;
 	struct smtp_mail_params params;
 	struct smtp_addr *rcpts;
+	struct smtp_rcpt_dsn *rdsn; /* parallel to rcpts; NULL until a RCPT has DSN params */
 	size_t nrcpts;
 	size_t rcpts_cap;
 	bool data_open; /* data_begin called, neither commit nor abort yet */
@@ -261,6 +264,8 @@ static void smtp_server_txn_reset(struct smtp_server *s)
 	}
 	memset(&s->from, 0, sizeof s->from);
 	memset(&s->params, 0, sizeof s->params);
+	free(s->rdsn);
+	s->rdsn = NULL;
 	s->nrcpts = 0;
 	s->used_bdat = false;
 	s->msg_size = 0;
@@ -585,7 +590,7 @@ static void smtp_server_run_ehlo(struct smtp_server *s, struct smtp_server_args 
 {
 	smtp_server_helo_common(s, a, true);
 	smtp_server_set(r, 250, "",
-	                "%s greets %s\nSIZE %llu\nPIPELINING\n8BITMIME\nENHANCEDSTATUSCODES\n"
+	                "%s greets %s\nSIZE %llu\nPIPELINING\n8BITMIME\nENHANCEDSTATUSCODES\nDSN\n"
 	                "SMTPUTF8\nCHUNKING\nHELP%s%s%s",
 	                s->opts.hostname, s->helo, (unsigned long long)s->opts.max_msg_size,
 	                smtp_server_starttls_offered(s) ? "\nSTARTTLS" : "",
@@ -639,6 +644,7 @@ static int smtp_server_mail_params(struct smtp_server *s, const char *p, size_t 
 {
 	bool seen_size = false, seen_body = false, seen_utf8 = false;
 	size_t i = 0;
+	int dsn;
 
 	while (i < n) {
 		size_t start, end, klen;
@@ -700,6 +706,12 @@ static int smtp_server_mail_params(struct smtp_server *s, const char *p, size_t 
 				return -EINVAL;
 			}
 			mp->smtputf8 = true;
+		} else if ((dsn = smtp_dsn_mail_param(key, klen, val, vlen, &mp->dsn_ret,
+		                                      mp->dsn_envid)) != 0) {
+			if (dsn < 0) {
+				smtp_server_set(r, 501, "5.5.4", "Bad or repeated RET/ENVID parameter");
+				return -EINVAL;
+			}
 		} else {
 			smtp_server_set(r, 555, "5.5.4", "Unsupported MAIL parameter");
 			return -EINVAL;
@@ -832,8 +844,9 @@ static int smtp_server_check_rcpt(struct smtp_server *s, struct smtp_server_args
 	}
 	while (off < a->n && a->arg[off] == ' ')
 		off++;
-	if (off < a->n) {
-		smtp_server_set(r, 555, "5.5.4", "Unsupported RCPT parameter");
+	memset(&a->dsn, 0, sizeof a->dsn);
+	if (off < a->n && smtp_dsn_rcpt_params(a->arg + off, a->n - off, &a->dsn) < 0) {
+		smtp_server_set(r, 555, "5.5.4", "Unsupported or bad RCPT parameter");
 		return -EINVAL;
 	}
 	if (s->nrcpts >= s->opts.max_rcpts) {
@@ -867,6 +880,18 @@ static void smtp_server_run_rcpt(struct smtp_server *s, struct smtp_server_args 
 		}
 		s->rcpts = nr;
 		s->rcpts_cap = ncap;
+	}
+	if (a->dsn.notify != 0 || a->dsn.orcpt[0] != '\0' || s->rdsn != NULL) {
+		/* DSN parameters are rare: the array exists only once one is given */
+		struct smtp_rcpt_dsn *nd = realloc(s->rdsn, s->rcpts_cap * sizeof *nd);
+		if (nd == NULL) {
+			smtp_server_set(r, 451, "4.3.0", "Local error in processing");
+			return;
+		}
+		if (s->rdsn == NULL)
+			memset(nd, 0, s->rcpts_cap * sizeof *nd);
+		s->rdsn = nd;
+		s->rdsn[s->nrcpts] = a->dsn;
 	}
 	s->rcpts[s->nrcpts++] = a->addr;
 	smtp_server_enter_state(s, SMTP_ST_RCPT);
@@ -1514,6 +1539,11 @@ struct smtp_server *smtp_server_new(const struct smtp_server_opts *opts,
 	return s;
 }
 
+const struct smtp_rcpt_dsn *smtp_server_rcpt_dsn(const struct smtp_server *s, size_t i)
+{
+	return s->rdsn != NULL && i < s->nrcpts ? &s->rdsn[i] : NULL;
+}
+
 void smtp_server_free(struct smtp_server *s)
 {
 	if (s == NULL)
@@ -1521,6 +1551,7 @@ void smtp_server_free(struct smtp_server *s)
 	if (s->data_open && s->ops->data_abort)
 		s->ops->data_abort(s->ctx);
 	free(s->rcpts);
+	free(s->rdsn);
 	free(s->dbuf);
 	free(s->line);
 	buf_free(&s->out);

@@ -89,6 +89,8 @@ struct smtp_mail_params {
 	uint64_t size;          /* SIZE=, 0 if absent */
 	enum { SMTP_BODY_7BIT, SMTP_BODY_8BITMIME, SMTP_BODY_BINARYMIME } body;
 	bool smtputf8;
+	int dsn_ret;            /* RFC 3461 RET: 0 none, 1 FULL, 2 HDRS */
+	char dsn_envid[101];    /* RFC 3461 ENVID (xtext as sent), "" if none */
 };
 
 /* Callbacks from the engine into the glue. All of them must return promptly. */
@@ -170,6 +172,10 @@ bool smtp_server_is_waiting(const struct smtp_server *s);
 /* Protocol word for the Received header: SMTP (HELO), ESMTP (EHLO), with S for
  * TLS and A for AUTH (RFC 3848: ESMTPS, ESMTPA, ESMTPSA). */
 const char *smtp_server_protocol(const struct smtp_server *s);
+/* RFC 3461 NOTIFY/ORCPT given with accepted recipient i of the current transaction
+ * (smtp/smtp_dsn.h), or NULL. Valid until the transaction ends. */
+struct smtp_rcpt_dsn;
+const struct smtp_rcpt_dsn *smtp_server_rcpt_dsn(const struct smtp_server *s, size_t i);
 /* HELO/EHLO argument ("" if none yet). */
 const char *smtp_server_helo(const struct smtp_server *s);
 

@@ -509,3 +509,34 @@ def test_kill9_during_relay_then_restart_delivers(ternd_factory, dnsmasq):
     finally:
         release.set()
         rcv.close()
+
+
+def test_dsn_params_ret_hdrs_envid_orcpt_and_notify_never(ternd_factory, dnsmasq):
+    def script(rcv, c, n):
+        serve(rcv, c, rcpt_reply=b"550 5.1.1 unknown")
+    rcv, send = sender_with_fake(ternd_factory, dnsmasq, script)
+    try:
+        with send.smtp() as s:
+            code, ehlo = s.ehlo()
+            assert b"DSN" in ehlo.split(b"\n")
+            s.sendmail("alice@sender.test", ["bob@sender.test"], MSG,
+                       mail_options=["RET=HDRS", "ENVID=env+2B42"],
+                       rcpt_options=["NOTIFY=FAILURE,DELAY", "ORCPT=rfc822;bob@sender.test"])
+            s.sendmail("alice@sender.test", ["bob@sender.test"], MSG,
+                       rcpt_options=["NOTIFY=NEVER"])
+            # bad DSN parameters are refused
+            s.mail("alice@sender.test")
+            assert s.rcpt("bob@sender.test", ["NOTIFY=NEVER,FAILURE"])[0] == 555
+            s.rset()
+            assert s.mail("alice@sender.test", ["RET=MAYBE"])[0] == 501
+        files = send.wait_mail("alice@sender.test", timeout=15)
+        wait_until(lambda: "reason=notify" in send.log(), timeout=15, what="NOTIFY=NEVER")
+        time.sleep(0.5)
+        assert len(maildir_files(send.mailbox("alice@sender.test"))) == 1
+        raw = files[0].read_bytes()
+        assert b"Original-Envelope-Id: env+2B42" in raw
+        assert b"Original-Recipient: rfc822;bob@sender.test" in raw
+        assert b"Content-Type: text/rfc822-headers" in raw
+        assert b"Hello over there" not in raw  # RET=HDRS: no body
+    finally:
+        rcv.close()

@@ -231,7 +231,7 @@ static const char *t_data(void)
 static void t_envelope(void)
 {
 	T_EQ("EHLO c.test\r\n", "250-mx.test greets c.test\r\n250-SIZE 10000\r\n250-PIPELINING\r\n"
-	                        "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n"
+	                        "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-SMTPUTF8\r\n"
 	                        "250-CHUNKING\r\n250 HELP\r\n");
 	T_EQ("MAIL FROM:<a@b.test>\r\n", "250 2.1.0 Sender ok\r\n");
 	T_EQ("RCPT TO:<c@d.test>\r\n", "250 2.1.5 Recipient ok\r\n");
@@ -285,7 +285,7 @@ static void test_ehlo_helo(void **st)
 	T_EQ("HELO\r\n", "501 5.5.4 Syntax: HELO/EHLO hostname\r\n");
 	T_EQ("EHLO   \r\n", "501 5.5.4 Syntax: HELO/EHLO hostname\r\n");
 	T_EQ("ehlo [127.0.0.1]\r\n", "250-mx.test greets [127.0.0.1]\r\n250-SIZE 10000\r\n"
-	                             "250-PIPELINING\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n"
+	                             "250-PIPELINING\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n"
 	                             "250-SMTPUTF8\r\n250-CHUNKING\r\n250 HELP\r\n");
 	T_EQ("HeLo x\r\n", "250 mx.test\r\n");
 	T_EQ("HELO a\xc3\xa9\r\n", "501 5.5.4 Invalid HELO/EHLO hostname\r\n");
@@ -299,7 +299,7 @@ static void test_ehlo_aborts_bdat(void **st)
 	T_EQ("BDAT 3\r\nabc", "250 2.0.0 3 octets received\r\n");
 	assert_int_equal(smtp_server_state(F.s), SMTP_ST_BDAT_WAIT);
 	T_EQ("EHLO again\r\n", "250-mx.test greets again\r\n250-SIZE 10000\r\n250-PIPELINING\r\n"
-	                       "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n"
+	                       "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-SMTPUTF8\r\n"
 	                       "250-CHUNKING\r\n250 HELP\r\n");
 	assert_int_equal(F.aborts, 1);
 	assert_int_equal(smtp_server_state(F.s), SMTP_ST_HELO);
@@ -391,7 +391,9 @@ static void test_mail_params(void **st)
 		{ " SMTPUTF8=yes", "501 5.5.4 SMTPUTF8 takes no value\r\n" },
 		{ " SMTPUTF8 smtputf8", "555 5.5.4 Duplicate MAIL parameter\r\n" },
 		{ " FOO=1", "555 5.5.4 Unsupported MAIL parameter\r\n" },
-		{ " RET=HDRS", "555 5.5.4 Unsupported MAIL parameter\r\n" },
+		{ " RET=HDRS ENVID=a+2Bb", "250 2.1.0 Sender ok\r\n" },  /* RFC 3461 */
+		{ " RET=MAYBE", "501 5.5.4 Bad or repeated RET/ENVID parameter\r\n" },
+		{ " ENVID=a=b", "501 5.5.4 Bad or repeated RET/ENVID parameter\r\n" },
 		{ "  SIZE=1   BODY=8BITMIME  SMTPUTF8", "250 2.1.0 Sender ok\r\n" },
 	};
 	size_t i;
@@ -400,7 +402,7 @@ static void test_mail_params(void **st)
 	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		t_start_default();
 		T_EQ("EHLO c\r\n", "250-mx.test greets c\r\n250-SIZE 10000\r\n250-PIPELINING\r\n"
-		                   "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n"
+		                   "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-SMTPUTF8\r\n"
 		                   "250-CHUNKING\r\n250 HELP\r\n");
 		snprintf(line, sizeof line, "MAIL FROM:<a@b.test>%s\r\n", cases[i].params);
 		t_feed(line);
@@ -462,7 +464,9 @@ static void test_rcpt(void **st)
 	T_EQ("RCPT TO:c@d.test\r\n", "501 5.1.3 Bad recipient address syntax\r\n");
 	T_EQ("RCPT TO:<c@d..test>\r\n", "501 5.1.3 Bad recipient address syntax\r\n");
 	T_EQ("RCPT FROM:<c@d.test>\r\n", "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
-	T_EQ("RCPT TO:<c@d.test> NOTIFY=NEVER\r\n", "555 5.5.4 Unsupported RCPT parameter\r\n");
+	T_EQ("RCPT TO:<c@d.test> NOTIFY=NEVER,DELAY\r\n",
+	     "555 5.5.4 Unsupported or bad RCPT parameter\r\n");
+	T_EQ("RCPT TO:<c@d.test> FOO=1\r\n", "555 5.5.4 Unsupported or bad RCPT parameter\r\n");
 	T_EQ("RCPT TO:<c@[1.2.3.999]>\r\n", "501 5.1.3 Bad recipient address syntax\r\n");
 	T_EQ("RCPT TO:<Postmaster>\r\n", "250 2.1.5 Recipient ok\r\n");
 	T_EQ("rcpt to: <c@[IPv6:::1]>\r\n", "250 2.1.5 Recipient ok\r\n");
@@ -1002,7 +1006,7 @@ static void test_pipelining(void **st)
 	                 "RCPT TO:<unknown@d.test>\r\nRCPT TO:<e@d.test>\r\nDATA\r\n"
 	                 "body\r\n.\r\nRSET\r\nMAIL FROM:<x@b.test>\r\nRSET\r\nNOOP\r\nQUIT\r\n";
 	const char *want = "250-mx.test greets c\r\n250-SIZE 10000\r\n250-PIPELINING\r\n"
-	                   "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n"
+	                   "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-SMTPUTF8\r\n"
 	                   "250-CHUNKING\r\n250 HELP\r\n250 2.1.0 Sender ok\r\n"
 	                   "250 2.1.5 Recipient ok\r\n550 5.1.1 User unknown\r\n"
 	                   "250 2.1.5 Recipient ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
