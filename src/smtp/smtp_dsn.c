@@ -13,7 +13,8 @@ static bool smtp_dsn_is(const char *p, size_t n, const char *w)
 	return strlen(w) == n && strncasecmp(p, w, n) == 0;
 }
 
-/* xtext (RFC 3461 4): chars 33..126 except '+' and '=', or "+HH". */
+/* xtext (RFC 3461 4): chars 33..126 except '+' and '=', or "+HH" (HH not a
+ * control byte: nothing downstream should ever decode one). */
 static bool smtp_dsn_xtext_ok(const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -21,11 +22,15 @@ static bool smtp_dsn_xtext_ok(const char *p, size_t n)
 		if (c == '+') {
 			if (i + 2 >= n)
 				return false;
+			int v = 0;
 			for (int k = 1; k <= 2; k++) {
 				char h = p[i + (size_t)k];
 				if (!((h >= '0' && h <= '9') || (h >= 'A' && h <= 'F')))
 					return false;
+				v = v * 16 + (h <= '9' ? h - '0' : h - 'A' + 10);
 			}
+			if (v < 0x20 || v == 0x7f)
+				return false; /* an encoded NUL, CR, LF or other control byte */
 			i += 2;
 		} else if (c < 33 || c > 126 || c == '=') {
 			return false;

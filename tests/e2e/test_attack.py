@@ -220,7 +220,7 @@ BAD_PARAMS = [
     ("SIZE=1x", (501,)), ("SIZE=10 SIZE=10", (555,)), ("FOO=bar", (555,)),
     ("BODY=8BITMIME BODY=7BIT", (555,)), ("BODY=BINARYMIME", (555,)), ("BODY=", (501,)),
     ("BODY=9BIT", (501,)), ("SMTPUTF8=yes", (501,)), ("ORCPT=rfc822;a+0D+0Ab", (555,)),
-    ("ENVID=x+00y", (555,)), ("AUTH=<>", (555,)), ("SIZE=100\tBODY=7BIT", (501, 555)),
+    ("ENVID=x+00y", (501, 555)), ("AUTH=<>", (555,)), ("SIZE=100\tBODY=7BIT", (501, 555)),
 ]
 
 

@@ -394,6 +394,7 @@ static void test_mail_params(void **st)
 		{ " RET=HDRS ENVID=a+2Bb", "250 2.1.0 Sender ok\r\n" },  /* RFC 3461 */
 		{ " RET=MAYBE", "501 5.5.4 Bad or repeated RET/ENVID parameter\r\n" },
 		{ " ENVID=a=b", "501 5.5.4 Bad or repeated RET/ENVID parameter\r\n" },
+		{ " ENVID=x+00y", "501 5.5.4 Bad or repeated RET/ENVID parameter\r\n" },
 		{ "  SIZE=1   BODY=8BITMIME  SMTPUTF8", "250 2.1.0 Sender ok\r\n" },
 	};
 	size_t i;
