@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh - install the Debian 12 packages tern needs to build and test, and only
 # those that are missing (a machine that has them all is left untouched, no network).
-# Deliberately NOT installed: postfix (its package starts a daemon on port 25).
+# Postfix is installed only for its test tools (smtp-sink, smtp-source), preseeded
+# with "No configuration" and with services kept from starting: no daemon on port 25.
 set -euo pipefail
 
 PACKAGES=(
@@ -16,7 +17,8 @@ PACKAGES=(
 	dovecot-imapd                    # real IMAP server reading our Maildirs in tests
 	dnsmasq-base                     # real DNS server on loopback (MX tests)
 )
-OPTIONAL=(clang)                     # fuzzing with libFuzzer; the build does not need it
+OPTIONAL=(clang                      # fuzzing with libFuzzer; the build does not need it
+	postfix)                     # smtp-sink: a server no one here wrote, for client interop tests
 
 is_installed() {
 	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q ' ok installed$'
@@ -73,6 +75,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 	fi
 fi
 if [ ${#optional_missing[@]} -gt 0 ]; then
+	echo "postfix postfix/main_mailer_type select No configuration" |
+		"${SUDO[@]}" debconf-set-selections
 	"${SUDO[@]}" apt-get install -y --no-install-recommends "${optional_missing[@]}" ||
 		echo "deps: optional packages not installed: ${optional_missing[*]} (continuing)" >&2
 fi
