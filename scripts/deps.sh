@@ -16,6 +16,7 @@ PACKAGES=(
 	swaks                            # real SMTP client in tests
 	dovecot-imapd                    # real IMAP server reading our Maildirs in tests
 	dnsmasq-base                     # real DNS server on loopback (MX tests)
+	openssl tmux                     # test certificates; a real terminal for tern chat
 )
 OPTIONAL=(clang                      # fuzzing with libFuzzer; the build does not need it
 	postfix)                     # smtp-sink: a server no one here wrote, for client interop tests
