@@ -984,20 +984,36 @@ static void server_conn_update(struct conn *c)
 		server_conn_set_mask(c, tls_conn_want(c->tls));
 		return;
 	}
-	size_t out_before;
-	smtp_server_output(c->s, &out_before);
 	if (!c->greeted && c->in.len > 0 && !smtp_server_is_closing(c->s)) {
 		log_warn("sid=%s event=pregreet client=%s bytes=%zu", c->sid, c->ip, c->in.len);
 		smtp_server_sync_error(c->s);
 		buf_reset(&c->in);
 	}
-	if (c->greeted && c->in.len > 0)
-		buf_consume(&c->in, server_conn_feed(c, c->in.ptr, c->in.len));
+	/* Feed, send, and feed again while the replies drain at once: the engine stops
+	 * consuming with 64 KiB of replies unsent, and no event would wake us to go on
+	 * if the socket took them all. */
+	for (;;) {
+		size_t out_before, out_after, consumed = 0;
+		smtp_server_output(c->s, &out_before);
+		if (c->greeted && c->in.len > 0) {
+			consumed = server_conn_feed(c, c->in.ptr, c->in.len);
+			buf_consume(&c->in, consumed);
+		}
+		smtp_server_output(c->s, &out_after);
+		if (out_after > out_before) /* a reply: the next command's deadline starts */
+			c->deadline = server_now() + c->cfg->c->cmd_timeout;
+		if (!c->greeted || c->in.len == 0 || smtp_server_is_waiting(c->s) ||
+		    smtp_server_is_closing(c->s) || (consumed == 0 && out_after == 0))
+			break;
+		/* input left over: the engine waits for its replies to be sent */
+		if (server_conn_flush(c) < 0)
+			return;
+		size_t left;
+		smtp_server_output(c->s, &left);
+		if (left > 0)
+			break; /* the socket is full: EV_WRITE brings us back */
+	}
 	buf_shrink(&c->in); /* frees it when empty: idle sessions hold no input buffer */
-	size_t out_after;
-	smtp_server_output(c->s, &out_after);
-	if (out_after > out_before) /* a reply: the next command's deadline starts */
-		c->deadline = server_now() + c->cfg->c->cmd_timeout;
 	if (c->srv->stopping && !smtp_server_is_waiting(c->s) && !smtp_server_is_closing(c->s))
 		smtp_server_shutdown(c->s);
 	if (server_conn_flush(c) < 0)
