@@ -167,6 +167,7 @@ struct smtp_server {
 	uint64_t bdat_size;
 	bool bdat_last;
 	bool bdat_discard;  /* chunk is read and dropped; bdat_reply answers it */
+	bool bdat_cr;       /* the last content octet was a CR */
 	bool bdat_txn_fail; /* ... and the transaction ends with it */
 	enum smtp_state bdat_prev;
 	struct smtp_server_reply bdat_reply;
@@ -279,6 +280,7 @@ static void smtp_server_txn_reset(struct smtp_server *s)
 	s->bdat_left = 0;
 	s->bdat_size = 0;
 	s->bdat_last = false;
+	s->bdat_cr = false;
 	s->bdat_discard = false;
 	s->bdat_txn_fail = false;
 }
@@ -369,6 +371,8 @@ static void smtp_server_finish(struct smtp_server *s)
 	struct smtp_server_reply r = {0};
 
 	smtp_server_flush(s);
+	if (s->used_bdat && s->bdat_cr)
+		s->dflags |= SMTP_DF_BARE_CR;
 	if (s->dflags & SMTP_DF_BARE_LF)
 		smtp_server_set(&r, 550, "5.6.0", "bare LF in message content not allowed");
 	else if (s->dflags & SMTP_DF_BARE_CR)
@@ -517,14 +521,30 @@ static void smtp_server_bdat_chunk_end(struct smtp_server *s)
 	                (unsigned long long)s->bdat_size);
 }
 
+/* BDAT octets are not parsed for an end, but a bare CR or LF in them is refused as
+ * in DATA (550 5.6.0 after the LAST chunk): a message relayed onward with DATA must
+ * never carry one (it could end the data early at a lenient next hop). */
+static void smtp_server_bdat_scan(struct smtp_server *s, const char *p, size_t k)
+{
+	for (size_t i = 0; i < k; i++) {
+		if (s->bdat_cr && p[i] != '\n')
+			s->dflags |= SMTP_DF_BARE_CR;
+		else if (!s->bdat_cr && p[i] == '\n')
+			s->dflags |= SMTP_DF_BARE_LF;
+		s->bdat_cr = p[i] == '\r';
+	}
+}
+
 static size_t smtp_server_bdat_feed(struct smtp_server *s, const char *p, size_t n)
 {
 	size_t k = n;
 
 	if (k > s->bdat_left)
 		k = (size_t)s->bdat_left;
-	if (!s->bdat_discard)
+	if (!s->bdat_discard) {
+		smtp_server_bdat_scan(s, p, k);
 		smtp_server_emit(s, p, k);
+	}
 	s->bdat_left -= k;
 	if (s->bdat_left == 0)
 		smtp_server_bdat_chunk_end(s);

@@ -425,6 +425,21 @@ def test_smuggling_bdat(ternd_factory):
     assert len(all_stored(srv.data_dir)) == 1
 
 
+@pytest.mark.parametrize("chunk", [b"x\n.\r\nMAIL FROM:<s@x.example>\r\n",
+                                   b"x\r\n.\rRCPT TO:<victim@example.org>\r\n", b"x\r"],
+                         ids=["LF.CRLF", "CRLF.CR", "trailing-CR"])
+def test_bdat_bare_cr_lf_refused(ternd, chunk):
+    """BDAT content is not scanned for a dot, but a bare CR or LF in it is refused:
+    relayed onward with DATA it would be a smuggling sequence for the next hop."""
+    c = start_txn(ternd)
+    c.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk)
+    r = c.expect(550)
+    assert r.lines[0].startswith("5.6.0")
+    assert c.cmd("QUIT").code == 221
+    time.sleep(0.3)
+    assert all_stored(ternd.data_dir) == []
+
+
 def test_queue_body_crlf_only(ternd):
     """What is queued (and would be relayed onward) has CRLF line ends only, even
     from a lenient listener fed bare LFs; dots are unstuffed exactly once."""

@@ -177,6 +177,35 @@ static void test_bare_cr_lenient(void **st)
 	}
 }
 
+/* BDAT: CRLF split across chunks is fine; a bare CR/LF anywhere, or a CR as the
+ * very last octet, is refused after the LAST chunk. */
+static void test_bdat_bare(void **st)
+{
+	static const struct {
+		const char *in;
+		const char *last_reply;
+	} cases[] = {
+		{"BDAT 2\r\na\rBDAT 2 LAST\r\n\nb", "250 2.0.0 Ok: queued as Q1\r\n"},
+		{"BDAT 3 LAST\r\na\r\n", "250 2.0.0 Ok: queued as Q1\r\n"},
+		{"BDAT 2 LAST\r\na\r", "550 5.6.0 bare CR in message content not allowed\r\n"},
+		{"BDAT 2\r\na\rBDAT 1 LAST\r\nb", "550 5.6.0 bare CR in message content not allowed\r\n"},
+		{"BDAT 4 LAST\r\n\n.\r\n", "550 5.6.0 bare LF in message content not allowed\r\n"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		for (int bw = 0; bw < 2; bw++) {
+			h_start(false, bw);
+			h_feed(h_env, false);
+			h_take();
+			h_feed(cases[i].in, bw);
+			const char *out = h_take();
+			size_t ol = strlen(out), rl = strlen(cases[i].last_reply);
+			if (ol < rl || strcmp(out + ol - rl, cases[i].last_reply) != 0)
+				fail_msg("case %zu: %s", i, out);
+			smtp_server_free(h_s);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -184,6 +213,7 @@ int main(void)
 		cmocka_unit_test(test_sync_error),
 		cmocka_unit_test(test_backpressure),
 		cmocka_unit_test(test_bare_cr_lenient),
+		cmocka_unit_test(test_bdat_bare),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

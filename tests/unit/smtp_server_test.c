@@ -1034,7 +1034,10 @@ static void test_pipelining(void **st)
 static void test_bdat(void **st)
 {
 	int mode;
-	const char *in = "BDAT 7\r\nhel\n.\r\nBDAT 6 LAST\r\n world";
+	const char *in = "BDAT 8\r\nhel\r\n.\r\nBDAT 6 LAST\r\n world";
+	/* a bare LF (or CR) in BDAT content is refused as in DATA: relayed onward with
+	 * DATA, "\n.\r\n" would be the smuggling sequence for the next hop */
+	const char *bare = "BDAT 7\r\nhel\n.\r\nBDAT 6 LAST\r\n world";
 
 	for (mode = 0; mode < 2; mode++) {
 		t_start_default();
@@ -1043,9 +1046,20 @@ static void test_bdat(void **st)
 			assert_int_equal(t_feed_bytes(in, strlen(in)), strlen(in));
 		else
 			assert_int_equal(t_feed(in), strlen(in));
-		assert_string_equal(t_out(), "250 2.0.0 7 octets received\r\n"
+		assert_string_equal(t_out(), "250 2.0.0 8 octets received\r\n"
 		                             "250 2.0.0 Ok: queued as Q1\r\n");
-		assert_string_equal(t_data(), "hel\n.\r\n world");
+		assert_string_equal(t_data(), "hel\r\n.\r\n world");
+		assert_int_equal(smtp_server_state(F.s), SMTP_ST_HELO);
+		t_end();
+		t_start_default();
+		t_envelope();
+		if (mode)
+			assert_int_equal(t_feed_bytes(bare, strlen(bare)), strlen(bare));
+		else
+			assert_int_equal(t_feed(bare), strlen(bare));
+		assert_string_equal(t_out(), "250 2.0.0 7 octets received\r\n"
+		                             "550 5.6.0 bare LF in message content not allowed\r\n");
+		assert_int_equal(F.commits, 0);
 		assert_int_equal(smtp_server_state(F.s), SMTP_ST_HELO);
 		t_end();
 	}
