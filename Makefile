@@ -16,7 +16,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard fuzz/*_fuzz.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all clean test unit e2e asan lint run deps bench
+.PHONY: all clean test unit e2e asan lint run deps bench fuzz fuzz-build stress
 all: $(BUILD)/ternd $(BUILD)/tern $(BUILD)/sendmail
 
 $(BUILD)/obj/%.o: %.c
@@ -75,7 +75,33 @@ bench: deps
 	$(CC) $(CSTD) $(WARN) -O2 -pthread -o build-bench/smtp_latency bench/smtp_latency.c
 	python3 bench/bench.py $(BENCH_ARGS)
 
+# libFuzzer (docs/SECURITY.md): every fuzz/*_fuzz.c built with clang
+# -fsanitize=fuzzer,address,undefined into build-fuzz/, then each run for FUZZ_SECONDS
+# on a copy of its corpus. `make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS="smtp_data"`.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?=
+FUZZ_CFLAGS  := $(CSTD) -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -Isrc -pthread
+FUZZ_LIB_SRC := $(wildcard src/util/*.c src/smtp/*.c)
+
+build-fuzz/%_fuzz: fuzz/%_fuzz.c $(FUZZ_LIB_SRC)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRC) $(LIBS)
+
+fuzz-build: $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+
+fuzz: fuzz-build
+	scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Long durability runs (docs/SECURITY.md): kill -9 under load 30 times, and the
+# power-loss test (ext4 image on a loop device, copied while mounted; needs root).
+STRESS_KILLS ?= 30
+stress: all
+	TERN_BUILD=build TERN_STRESS_KILLS=$(STRESS_KILLS) /usr/bin/python3 -m pytest tests/e2e/test_faults.py -q -k kill9_loop
+	/usr/bin/python3 tests/stress/power_loss.py build 10
+
 clean:
-	rm -rf build build-asan build-bench
+	rm -rf build build-asan build-bench build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

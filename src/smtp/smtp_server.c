@@ -328,13 +328,16 @@ static void smtp_server_flush(struct smtp_server *s)
 /* Decoded content bytes. Once any problem is known nothing more is written. */
 static void smtp_server_emit(struct smtp_server *s, const char *p, size_t k)
 {
+	/* The size is counted even after another problem was found, so which problems
+	 * are known never depends on how the client's bytes were split (fuzzed). */
+	if (!(s->dflags & SMTP_DF_TOO_BIG)) {
+		if (k > s->opts.max_msg_size - s->msg_size)
+			s->dflags |= SMTP_DF_TOO_BIG;
+		else
+			s->msg_size += k;
+	}
 	if (s->dflags)
 		return;
-	if (k > s->opts.max_msg_size - s->msg_size) {
-		s->dflags |= SMTP_DF_TOO_BIG;
-		return;
-	}
-	s->msg_size += k;
 	if (s->dlen == 0 && k >= SMTP_SERVER_DBUF) {
 		if (s->ops->data_write)
 			smtp_server_write_result(s, s->ops->data_write(s->ctx, p, k));
