@@ -49,6 +49,8 @@
 #define RELAY_ADDR_MAX 8
 #define RELAY_FULL_MAX (1024u * 1024u) /* return the whole message in a DSN up to this */
 #define RELAY_DEST_MAX 256
+#define RELAY_IDLE_MAX 32     /* open connections kept for the next message */
+#define RELAY_IDLE_MS 5000u   /* how long one waits for the next message */
 
 struct relay_item {
 	char qid[SPOOL_QID_MAX];
@@ -60,6 +62,28 @@ struct relay_item {
 struct relay_dest {
 	char domain[256];
 	unsigned n;
+};
+
+/* ---- one SMTP connection ---- */
+
+struct relay_conn {
+	struct relay *rl;
+	int fd;
+	SSL *ssl;
+	unsigned timeout_s;
+};
+
+/* An open connection to a destination domain, its engine READY between messages.
+ * Kept idle in struct relay (it keeps its destination slot) for the next message
+ * to the same domain, up to relay_max_messages_per_connection. */
+struct relay_link {
+	struct relay_conn c;
+	struct smtp_client *cl; /* NULL: no link */
+	char domain[256];
+	char hostdesc[400];
+	unsigned nmsgs;         /* messages sent on this connection */
+	bool tempfail;          /* the last message had a 4xx: do not keep it */
+	uint64_t idle_since_ms;
 };
 
 struct relay {
@@ -83,6 +107,8 @@ struct relay {
 	pthread_t *threads;
 	char (*active)[SPOOL_QID_MAX];
 	struct relay_dest dests[RELAY_DEST_MAX]; /* connections per destination domain */
+	struct relay_link idle[RELAY_IDLE_MAX];  /* cl == NULL: free */
+	size_t nidle;
 };
 
 /* ---- scheduling (a min-heap on due time, as in local.c) ---- */
@@ -177,12 +203,23 @@ void relay_flush(struct relay *rl, const char *qid)
 		spool_list(rl->sp, relay_flush_cb, rl);
 }
 
-/* Per-destination connection slots. */
-static bool relay_dest_take(struct relay *rl, const char *domain)
+static void relay_link_close(struct relay_link *l);
+
+/* Per-destination connection slots. An idle connection to the domain is handed
+ * over with its slot (reuse->cl set); else a new slot if the limit allows. */
+static bool relay_dest_take(struct relay *rl, const char *domain, struct relay_link *reuse)
 {
 	bool ok = false;
 	struct relay_dest *free_slot = NULL;
 	pthread_mutex_lock(&rl->mu);
+	for (size_t i = 0; i < RELAY_IDLE_MAX && rl->nidle > 0; i++)
+		if (rl->idle[i].cl != NULL && strcasecmp(rl->idle[i].domain, domain) == 0) {
+			*reuse = rl->idle[i];
+			rl->idle[i].cl = NULL;
+			rl->nidle--;
+			ok = true;
+			goto out;
+		}
 	for (size_t i = 0; i < RELAY_DEST_MAX; i++) {
 		struct relay_dest *d = &rl->dests[i];
 		if (d->n > 0 && strcasecmp(d->domain, domain) == 0) {
@@ -205,15 +242,74 @@ out:
 	return ok;
 }
 
-static void relay_dest_give(struct relay *rl, const char *domain)
+static void relay_dest_dec_locked(struct relay *rl, const char *domain)
 {
-	pthread_mutex_lock(&rl->mu);
 	for (size_t i = 0; i < RELAY_DEST_MAX; i++)
 		if (rl->dests[i].n > 0 && strcasecmp(rl->dests[i].domain, domain) == 0) {
 			rl->dests[i].n--;
 			break;
 		}
+}
+
+/* Give the slot back; a connection still usable is kept idle with it instead. */
+static void relay_dest_give(struct relay *rl, const char *domain, struct relay_link *l)
+{
+	bool kept = false;
+	if (l->cl != NULL && smtp_client_state(l->cl) == SMTP_CL_READY && !l->tempfail &&
+	    l->nmsgs < rl->o.cfg.max_msgs_per_conn && !atomic_load(&rl->halt)) {
+		pthread_mutex_lock(&rl->mu);
+		for (size_t i = 0; i < RELAY_IDLE_MAX && !kept; i++)
+			if (rl->idle[i].cl == NULL) {
+				snprintf(l->domain, sizeof l->domain, "%s", domain);
+				l->idle_since_ms = relay_now_ms();
+				rl->idle[i] = *l;
+				rl->nidle++;
+				kept = true;
+			}
+		pthread_mutex_unlock(&rl->mu);
+	}
+	if (kept) {
+		l->cl = NULL;
+		return;
+	}
+	relay_link_close(l);
+	pthread_mutex_lock(&rl->mu);
+	relay_dest_dec_locked(rl, domain);
 	pthread_mutex_unlock(&rl->mu);
+}
+
+/* With rl->mu held: close idle connections past RELAY_IDLE_MS (all of them if
+ * all); the mutex is dropped while talking to the servers. Returns the time in
+ * ms until the next one expires, or UINT64_MAX when none is idle. */
+static uint64_t relay_idle_expire_locked(struct relay *rl, bool all)
+{
+	struct relay_link gone[RELAY_IDLE_MAX];
+	size_t ng = 0;
+	uint64_t now = relay_now_ms(), next = UINT64_MAX;
+	for (size_t i = 0; i < RELAY_IDLE_MAX && rl->nidle > 0; i++) {
+		struct relay_link *l = &rl->idle[i];
+		if (l->cl == NULL)
+			continue;
+		if (all || now >= l->idle_since_ms + RELAY_IDLE_MS) {
+			gone[ng++] = *l;
+			l->cl = NULL;
+			rl->nidle--;
+		} else if (l->idle_since_ms + RELAY_IDLE_MS - now < next) {
+			next = l->idle_since_ms + RELAY_IDLE_MS - now;
+		}
+	}
+	if (ng == 0)
+		return next;
+	pthread_mutex_unlock(&rl->mu);
+	for (size_t i = 0; i < ng; i++) {
+		log_info("event=connection-closed host=%s messages=%u reason=idle", gone[i].hostdesc,
+		         gone[i].nmsgs);
+		relay_link_close(&gone[i]);
+	}
+	pthread_mutex_lock(&rl->mu);
+	for (size_t i = 0; i < ng; i++)
+		relay_dest_dec_locked(rl, gone[i].domain);
+	return next;
 }
 
 /* ---- DNS (c-ares, driven synchronously on this worker thread) ---- */
@@ -424,15 +520,6 @@ static int relay_addrs(struct relay *rl, const char *host, unsigned port,
 	return n;
 }
 
-/* ---- one SMTP connection ---- */
-
-struct relay_conn {
-	struct relay *rl;
-	int fd;
-	SSL *ssl;
-	unsigned timeout_s;
-};
-
 static int relay_connect(const struct sockaddr_storage *sa, unsigned timeout_s)
 {
 	socklen_t len = sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
@@ -553,8 +640,10 @@ static int relay_send_body(struct relay_conn *c, int fd, uint64_t off, uint64_t 
 	return r;
 }
 
-/* Run one session for m. Returns 0 when the transaction ran (results in cl), or
- * -EAGAIN when the connection failed before MAIL (try the next host); err set. */
+/* Run one transaction for m on the connection (new: from the greeting; reused:
+ * from READY). Returns 0 when the transaction ran (results in cl; the engine is
+ * READY again unless the connection broke), or -EAGAIN when the connection failed
+ * before MAIL (try the next host); err set. Does not QUIT (relay_link_close does). */
 static int relay_session(struct relay *rl, struct relay_conn *c, struct smtp_client *cl,
                          const struct smtp_client_msg *m, int body_fd, uint64_t body_off,
                          uint64_t body_len, char *err, size_t errsz)
@@ -584,16 +673,12 @@ static int relay_session(struct relay *rl, struct relay_conn *c, struct smtp_cli
 			continue;
 		}
 		if (st == SMTP_CL_READY) {
-			if (!sent) {
-				sent = true;
-				if (smtp_client_send_msg(cl, m) < 0) {
-					snprintf(err, errsz, "451 4.3.0 out of memory");
-					return -EAGAIN;
-				}
-				if (smtp_client_msg_finished(cl))
-					smtp_client_quit(cl);
-			} else {
-				smtp_client_quit(cl);
+			if (sent)
+				break; /* message finished, connection still usable */
+			sent = true;
+			if (smtp_client_send_msg(cl, m) < 0) {
+				snprintf(err, errsz, "451 4.3.0 out of memory");
+				return -EAGAIN;
 			}
 			continue;
 		}
@@ -619,6 +704,49 @@ static int relay_session(struct relay *rl, struct relay_conn *c, struct smtp_cli
 		return -EAGAIN;
 	}
 	return 0;
+}
+
+/* QUIT (waiting a few seconds at most for the 221) and close. Safe on an empty link. */
+static void relay_link_close(struct relay_link *l)
+{
+	if (l->cl != NULL && smtp_client_state(l->cl) == SMTP_CL_READY && l->c.fd >= 0) {
+		char in[512];
+		size_t olen;
+		smtp_client_quit(l->cl);
+		const char *o = smtp_client_output(l->cl, &olen);
+		l->c.timeout_s = l->c.timeout_s < 5 ? l->c.timeout_s : 5;
+		if (relay_write(&l->c, o, olen) == 0) {
+			smtp_client_output_done(l->cl, olen);
+			while (smtp_client_state(l->cl) == SMTP_CL_QUIT) {
+				ssize_t n = relay_read(&l->c, in, sizeof in);
+				if (n <= 0)
+					break;
+				smtp_client_feed(l->cl, in, (size_t)n);
+			}
+		}
+	}
+	if (l->c.ssl != NULL) {
+		SSL_shutdown(l->c.ssl);
+		SSL_free(l->c.ssl);
+		l->c.ssl = NULL;
+	}
+	if (l->c.fd >= 0)
+		close(l->c.fd);
+	l->c.fd = -1;
+	smtp_client_free(l->cl);
+	l->cl = NULL;
+}
+
+/* A reused connection that broke before any reply to this message (the server
+ * closed it while idle): the message is tried again on a new connection. */
+static bool relay_link_stale(const struct smtp_client *cl, size_t n)
+{
+	if (smtp_client_state(cl) != SMTP_CL_FAILED)
+		return false;
+	for (size_t k = 0; k < n; k++)
+		if (smtp_client_rcpt_result(cl, k)->code != 0)
+			return false;
+	return true;
 }
 
 /* ---- one message ---- */
@@ -686,8 +814,11 @@ static void relay_result(struct relay_job *j, size_t i, int code, const char *te
 	         j->env.qid, e1, host, rc->attempts, (unsigned long long)d, e2);
 }
 
-/* Deliver the due rcpts of one domain (indices in idx[0..n)). */
-static void relay_domain(struct relay_job *j, const char *domain, size_t *idx, size_t n)
+/* Deliver the due rcpts of one domain (indices in idx[0..n)) over link: an idle
+ * connection handed over by relay_dest_take (link->cl set), else a new one. On
+ * return link holds the connection if it is still open (relay_dest_give decides). */
+static void relay_domain(struct relay_job *j, const char *domain, size_t *idx, size_t n,
+                         struct relay_link *link)
 {
 	struct relay *rl = j->rl;
 	struct relay_mx mx[RELAY_MX_MAX];
@@ -696,20 +827,8 @@ static void relay_domain(struct relay_job *j, const char *domain, size_t *idx, s
 	char err[SMTP_CLIENT_TEXT_MAX + 128] = "";
 	char hostdesc[400] = "-";
 	unsigned port = rl->o.cfg.port;
-	int nmx;
+	int nmx = 0;
 	enum relay_res res = RELAY_OK;
-	if (route != NULL) {
-		snprintf(mx[0].host, sizeof mx[0].host, "%s", route->host);
-		port = route->port;
-		nmx = 1;
-	} else {
-		nmx = relay_mx_lookup(rl, domain, mx, RELAY_MX_MAX, &res, err, sizeof err);
-	}
-	if (nmx == 0) {
-		for (size_t k = 0; k < n; k++)
-			relay_result(j, idx[k], res == RELAY_PERM ? 550 : 451, err, "-");
-		return;
-	}
 	const char **rcpts = calloc(n, sizeof *rcpts);
 	const char **dsnr = calloc(n, sizeof *dsnr);
 	char (*dsnbuf)[300] = calloc(n, sizeof *dsnbuf);
@@ -751,6 +870,38 @@ static void relay_domain(struct relay_job *j, const char *domain, size_t *idx, s
 		.dsn_mail = dsn_mail[0] ? dsn_mail : NULL,
 		.dsn_rcpt = dsnr,
 	};
+	if (link->cl != NULL) {
+		int r = relay_session(rl, &link->c, link->cl, &m, j->fd, j->body_off, j->body_len, err,
+		                      sizeof err);
+		if (r == 0 && !relay_link_stale(link->cl, n)) {
+			link->nmsgs++;
+			log_info("qid=%s event=connection-reused host=%s messages=%u", j->env.qid,
+			         link->hostdesc, link->nmsgs);
+			for (size_t k = 0; k < n; k++) {
+				const struct smtp_client_reply *rr = smtp_client_rcpt_result(link->cl, k);
+				relay_result(j, idx[k], rr->code, rr->text[0] ? rr->text : "no reply",
+				             link->hostdesc);
+				link->tempfail =
+					link->tempfail || (rr->code / 100 != 2 && rr->code / 100 != 5);
+			}
+			goto out;
+		}
+		log_info("qid=%s event=reuse-failed host=%s note=\"trying a new connection\"",
+		         j->env.qid, link->hostdesc);
+		relay_link_close(link);
+	}
+	if (route != NULL) {
+		snprintf(mx[0].host, sizeof mx[0].host, "%s", route->host);
+		port = route->port;
+		nmx = 1;
+	} else {
+		nmx = relay_mx_lookup(rl, domain, mx, RELAY_MX_MAX, &res, err, sizeof err);
+	}
+	if (nmx == 0) {
+		for (size_t k = 0; k < n; k++)
+			relay_result(j, idx[k], res == RELAY_PERM ? 550 : 451, err, "-");
+		goto out;
+	}
 	for (int h = 0; h < nmx; h++) {
 		struct sockaddr_storage addrs[RELAY_ADDR_MAX];
 		int na = relay_addrs(rl, mx[h].host, port, addrs, RELAY_ADDR_MAX);
@@ -805,19 +956,23 @@ static void relay_domain(struct relay_job *j, const char *domain, size_t *idx, s
 					const struct smtp_client_reply *rr = smtp_client_rcpt_result(cl, k);
 					relay_result(j, idx[k], rr->code, rr->text[0] ? rr->text : "no reply",
 					             hostdesc);
+					link->tempfail =
+						link->tempfail || (rr->code / 100 != 2 && rr->code / 100 != 5);
 				}
-			} else {
-				log_info("qid=%s event=session-failed host=%s error=\"%s\"", j->env.qid,
-				         hostdesc, err);
+				link->c = c;
+				link->cl = cl;
+				link->nmsgs = 1;
+				snprintf(link->hostdesc, sizeof link->hostdesc, "%s", hostdesc);
+				goto out;
 			}
+			log_info("qid=%s event=session-failed host=%s error=\"%s\"", j->env.qid,
+			         hostdesc, err);
 			if (c.ssl != NULL) {
 				SSL_shutdown(c.ssl);
 				SSL_free(c.ssl);
 			}
 			close(c.fd);
 			smtp_client_free(cl);
-			if (r == 0)
-				goto out;
 		}
 	}
 	/* every host failed at connection level: temporary */
@@ -1045,12 +1200,13 @@ static uint64_t relay_process(struct relay *rl, const char *qid, bool force)
 				idx[n++] = k;
 			}
 		}
-		if (!relay_dest_take(rl, rc->domain)) {
+		struct relay_link link = {.c = {.rl = rl, .fd = -1}};
+		if (!relay_dest_take(rl, rc->domain, &link)) {
 			next = 1000; /* destination busy: look again soon */
 			continue;
 		}
-		relay_domain(&j, rc->domain, idx, n);
-		relay_dest_give(rl, rc->domain);
+		relay_domain(&j, rc->domain, idx, n, &link);
+		relay_dest_give(rl, rc->domain, &link);
 	}
 	free(idx);
 	free(seen);
@@ -1134,14 +1290,19 @@ static void *relay_worker_main(void *arg)
 	free(wa);
 	pthread_mutex_lock(&rl->mu);
 	while (!rl->stopping) {
-		if (rl->n == 0) {
+		uint64_t idle_next = relay_idle_expire_locked(rl, false);
+		if (rl->stopping)
+			break;
+		uint64_t now = relay_now_ms();
+		if (rl->n == 0 && idle_next == UINT64_MAX) {
 			pthread_cond_wait(&rl->cv, &rl->mu);
 			continue;
 		}
-		uint64_t now = relay_now_ms();
-		if (rl->heap[0].due_ms > now) {
+		if (rl->n == 0 || rl->heap[0].due_ms > now) {
 			struct timespec ts;
-			uint64_t due = rl->heap[0].due_ms;
+			uint64_t due = rl->n > 0 ? rl->heap[0].due_ms : UINT64_MAX;
+			if (idle_next != UINT64_MAX && now + idle_next < due)
+				due = now + idle_next;
 			ts.tv_sec = (time_t)(due / 1000u);
 			ts.tv_nsec = (long)(due % 1000u) * 1000000L;
 			pthread_cond_timedwait(&rl->cv, &rl->mu, &ts);
@@ -1270,6 +1431,9 @@ void relay_free(struct relay *rl)
 	if (rl == NULL)
 		return;
 	relay_stop(rl);
+	for (size_t i = 0; i < RELAY_IDLE_MAX; i++)
+		if (rl->idle[i].cl != NULL)
+			relay_link_close(&rl->idle[i]); /* halted: QUIT is sent, not waited for */
 	for (size_t i = 0; i < rl->nlocal; i++)
 		free(rl->local_domains[i]);
 	free(rl->local_domains);

@@ -1,6 +1,7 @@
 /* config_relay.c - parse and query the relay keys (resolver, relay_port, smarthost,
  * transport, retry_first, retry_max, give_up, delay_warning, relay_threads,
- * relay_timeout, relay_max_per_destination, relay_starttls).
+ * relay_timeout, relay_max_per_destination, relay_max_messages_per_connection,
+ * relay_starttls, relay_tls_verify, relay_tls_ca_file).
  * It does no DNS and no I/O; relay.c uses the values. */
 #include "policy/config_relay.h"
 
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 void config_relay_defaults(struct config_relay *r)
 {
@@ -22,6 +24,7 @@ void config_relay_defaults(struct config_relay *r)
 	r->threads = 4;
 	r->timeout_s = 300;
 	r->max_per_destination = 5;
+	r->max_msgs_per_conn = 100;
 	r->starttls = true;
 }
 
@@ -118,8 +121,24 @@ static const char *const config_relay_keys[] = {
 	"resolver",      "relay_port",    "smarthost",     "transport",
 	"retry_first",   "retry_max",     "give_up",       "delay_warning",
 	"relay_threads", "relay_timeout", "relay_max_per_destination", "relay_starttls",
-	"smarthost_tls", "smarthost_auth",
+	"smarthost_tls", "smarthost_auth", "relay_max_messages_per_connection",
+	"relay_tls_verify", "relay_tls_ca_file",
 };
+
+static int config_relay_bool(const char *val, bool *out, char *m2, size_t m2sz)
+{
+	if (strcasecmp(val, "yes") == 0 || strcasecmp(val, "true") == 0 ||
+	    strcasecmp(val, "on") == 0)
+		*out = true;
+	else if (strcasecmp(val, "no") == 0 || strcasecmp(val, "false") == 0 ||
+	         strcasecmp(val, "off") == 0)
+		*out = false;
+	else {
+		snprintf(m2, m2sz, "expected yes or no, not '%s'", val);
+		return -EINVAL;
+	}
+	return 0;
+}
 
 /* "user:password" on the first line of path (relative to the config's dir). */
 static int config_relay_auth_file(struct config_relay *r, const char *val, const char *dir,
@@ -259,6 +278,28 @@ int config_relay_assign(struct config_relay *r, const char *key, const char *val
 	case 13:
 		rc = config_relay_auth_file(r, val, dir, m2, sizeof m2);
 		break;
+	case 14:
+		rc = config_relay_num(val, false, 1, 100000, &r->max_msgs_per_conn, m2, sizeof m2);
+		break;
+	case 15:
+		rc = config_relay_bool(val, &r->tls_verify, m2, sizeof m2);
+		break;
+	case 16: {
+		int w;
+		if (val[0] == '/' || dir == NULL || dir[0] == '\0')
+			w = snprintf(r->tls_ca_file, sizeof r->tls_ca_file, "%s", val);
+		else
+			w = snprintf(r->tls_ca_file, sizeof r->tls_ca_file, "%s/%s", dir, val);
+		if (w < 0 || (size_t)w >= sizeof r->tls_ca_file) {
+			snprintf(m2, sizeof m2, "path too long");
+			rc = -EINVAL;
+		} else if (access(r->tls_ca_file, R_OK) < 0) {
+			snprintf(m2, sizeof m2, "cannot read %.200s: %.60s", r->tls_ca_file,
+			         strerror(errno));
+			rc = -EINVAL;
+		}
+		break;
+	}
 	}
 	if (rc < 0) {
 		snprintf(msg, msgsz, "%s: %s", key, m2);

@@ -33,7 +33,11 @@ struct config_relay {
 	unsigned threads;                     /* relay workers, default 4 */
 	unsigned timeout_s;                   /* connect and per-reply timeout, default 300 */
 	unsigned max_per_destination;         /* concurrent connections per domain, default 5 */
+	unsigned max_msgs_per_conn;           /* messages on one connection, default 100 */
 	bool starttls;                        /* opportunistic STARTTLS, default yes */
+	bool tls_verify;                      /* verify the server's certificate and name;
+	                                         a failure defers (no fallback to clear) */
+	char tls_ca_file[1024];               /* CA bundle for tls_verify; "" = system */
 	unsigned seen;                        /* bit per key given (duplicate detection) */
 };
 

@@ -1,6 +1,8 @@
 /* smtp_client.c - the outbound SMTP engine: reply parser (hostile input capped and
- * escaped), EHLO/HELO, STARTTLS decision, MAIL/RCPT/DATA one command at a time,
- * per-recipient results, RSET after a failed transaction, QUIT, and dot-stuffing.
+ * escaped), EHLO/HELO, STARTTLS decision, MAIL/RCPT/DATA one command at a time or,
+ * when the server offers PIPELINING (RFC 2920), MAIL + every RCPT + DATA in one
+ * output with the replies matched in order; per-recipient results, RSET after a
+ * failed transaction, several messages per connection, QUIT, and dot-stuffing.
  *
  * It does no I/O, no DNS, no TLS and no logging (smtp_client.h says how the glue
  * drives it); it does not decide what a result means for the queue (relay.c does). */
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #define SMTP_CLIENT_EXT_MAX 32
+#define SMTP_CLIENT_OUT_MAX (64u * 1024u) /* commands waiting to be sent */
 
 struct smtp_client {
 	enum smtp_client_state st;
@@ -37,6 +40,8 @@ struct smtp_client {
 	const struct smtp_client_msg *m;
 	size_t rcpt_idx;
 	size_t naccepted;
+	bool pipelined;   /* this transaction was sent as one RFC 2920 group */
+	bool mail_failed; /* pipelined: MAIL refused, later replies only consumed */
 	bool finished;
 	struct smtp_client_reply *res;
 	struct smtp_client_reply err;
@@ -79,7 +84,7 @@ struct smtp_client *smtp_client_new(const struct smtp_client_opts *o)
 		snprintf(c->auth_user, sizeof c->auth_user, "%s", o->auth_user);
 		snprintf(c->auth_pass, sizeof c->auth_pass, "%s", o->auth_pass);
 	}
-	buf_init(&c->out, 64 * 1024);
+	buf_init(&c->out, SMTP_CLIENT_OUT_MAX);
 	c->st = SMTP_CL_GREETING;
 	return c;
 }
@@ -146,7 +151,8 @@ bool smtp_client_has_ext(const struct smtp_client *c, const char *kw)
 {
 	size_t kl = strlen(kw);
 	for (size_t i = 0; i < c->next; i++)
-		if (strncmp(c->ext[i], kw, kl) == 0 && (c->ext[i][kl] == '\0' || c->ext[i][kl] == ' '))
+		if (strncmp(c->ext[i], kw, kl) == 0 &&
+		    (c->ext[i][kl] == '\0' || c->ext[i][kl] == ' '))
 			return true;
 	return false;
 }
@@ -186,7 +192,8 @@ static void smtp_client_after_ehlo(struct smtp_client *c)
 	if (smtp_client_has_ext(c, "AUTH")) {
 		bool plain = false, login = false;
 		for (size_t i = 0; i < c->next; i++)
-			if (strncmp(c->ext[i], "AUTH ", 5) == 0 || strncmp(c->ext[i], "AUTH=", 5) == 0) {
+			if (strncmp(c->ext[i], "AUTH ", 5) == 0 ||
+			    strncmp(c->ext[i], "AUTH=", 5) == 0) {
 				plain = plain || strstr(c->ext[i], " PLAIN") != NULL;
 				login = login || strstr(c->ext[i], " LOGIN") != NULL ||
 				        strstr(c->ext[i], "=LOGIN") != NULL;
@@ -251,8 +258,8 @@ static void smtp_client_on_reply(struct smtp_client *c)
 		smtp_client_enter_state(c, SMTP_CL_EHLO);
 		return;
 	case SMTP_CL_EHLO:
-		if (cls == 5 && (code == 500 || code == 501 || code == 502 || code == 504 ||
-		                 code == 550)) {
+		if (cls == 5 &&
+		    (code == 500 || code == 501 || code == 502 || code == 504 || code == 550)) {
 			smtp_client_cmd4(c, "HELO ", c->helo, NULL, NULL);
 			smtp_client_enter_state(c, SMTP_CL_HELO);
 			return;
@@ -303,18 +310,35 @@ static void smtp_client_on_reply(struct smtp_client *c)
 		if (cls != 2) {
 			for (size_t i = 0; i < c->m->nrcpts; i++)
 				c->res[i] = c->cur;
+			if (c->pipelined) {
+				/* the RCPT and DATA replies are still on their way */
+				c->mail_failed = true;
+				c->rcpt_idx = 0;
+				smtp_client_enter_state(c, SMTP_CL_RCPT);
+				return;
+			}
 			smtp_client_msg_end(c, true);
 			return;
 		}
 		c->rcpt_idx = 0;
-		smtp_client_next_rcpt(c);
+		if (c->pipelined)
+			smtp_client_enter_state(c, SMTP_CL_RCPT);
+		else
+			smtp_client_next_rcpt(c);
 		return;
 	case SMTP_CL_RCPT:
-		c->res[c->rcpt_idx] = c->cur;
-		if (cls == 2)
-			c->naccepted++;
+		if (!c->mail_failed) {
+			c->res[c->rcpt_idx] = c->cur;
+			if (cls == 2)
+				c->naccepted++;
+		}
 		if (++c->rcpt_idx < c->m->nrcpts) {
-			smtp_client_next_rcpt(c);
+			if (!c->pipelined)
+				smtp_client_next_rcpt(c);
+			return;
+		}
+		if (c->pipelined) {
+			smtp_client_enter_state(c, SMTP_CL_DATA); /* DATA was sent with the group */
 			return;
 		}
 		if (c->naccepted == 0) {
@@ -325,6 +349,14 @@ static void smtp_client_on_reply(struct smtp_client *c)
 		smtp_client_enter_state(c, SMTP_CL_DATA);
 		return;
 	case SMTP_CL_DATA:
+		if (code == 354 && (c->mail_failed || c->naccepted == 0)) {
+			/* RFC 2920 3.1: a server that says 354 with no valid recipient gets an
+			 * empty message ended at once; its reply is ignored, then RSET */
+			smtp_client_cmd4(c, ".", NULL, NULL, NULL);
+			c->mail_failed = true;
+			smtp_client_enter_state(c, SMTP_CL_DOT);
+			return;
+		}
 		if (code == 354) {
 			smtp_client_enter_state(c, SMTP_CL_BODY);
 			return;
@@ -335,6 +367,10 @@ static void smtp_client_on_reply(struct smtp_client *c)
 		smtp_client_msg_end(c, true);
 		return;
 	case SMTP_CL_DOT:
+		if (c->mail_failed) {
+			smtp_client_msg_end(c, true);
+			return;
+		}
 		for (size_t i = 0; i < c->m->nrcpts; i++)
 			if (c->res[i].code / 100 == 2)
 				c->res[i] = c->cur;
@@ -489,6 +525,16 @@ void smtp_client_tls_done(struct smtp_client *c, bool ok)
 	smtp_client_enter_state(c, SMTP_CL_EHLO);
 }
 
+/* Does the whole pipelined group fit the output buffer? Else one at a time. */
+static bool smtp_client_group_fits(const struct smtp_client *c, const struct smtp_client_msg *m)
+{
+	size_t need = 600 + c->out.len;
+	for (size_t i = 0; i < m->nrcpts && need < SMTP_CLIENT_OUT_MAX; i++)
+		need += 16 + strlen(m->rcpts[i]) +
+		        (m->dsn_rcpt && m->dsn_rcpt[i] ? strlen(m->dsn_rcpt[i]) : 0);
+	return need < SMTP_CLIENT_OUT_MAX;
+}
+
 int smtp_client_send_msg(struct smtp_client *c, const struct smtp_client_msg *m)
 {
 	char params[256];
@@ -503,9 +549,12 @@ int smtp_client_send_msg(struct smtp_client *c, const struct smtp_client_msg *m)
 	c->finished = false;
 	c->naccepted = 0;
 	c->rcpt_idx = 0;
+	c->mail_failed = false;
+	c->pipelined = smtp_client_has_ext(c, "PIPELINING") && smtp_client_group_fits(c, m);
 	if (c->max_size > 0 && m->size > c->max_size) {
 		for (size_t i = 0; i < m->nrcpts; i++)
-			smtp_client_set(&res[i], 552, "552 5.3.4 message larger than the server's SIZE limit");
+			smtp_client_set(&res[i], 552,
+			                "552 5.3.4 message larger than the server's SIZE limit");
 		c->finished = true;
 		return 0;
 	}
@@ -528,6 +577,13 @@ int smtp_client_send_msg(struct smtp_client *c, const struct smtp_client_msg *m)
 	if (m->dsn_mail != NULL && smtp_client_has_ext(c, "DSN") && o < sizeof params)
 		snprintf(params + o, sizeof params - o, "%s", m->dsn_mail);
 	smtp_client_cmd4(c, "MAIL FROM:<", m->from, ">", params);
+	if (c->pipelined) {
+		/* RFC 2920: the whole envelope and DATA in one write */
+		for (c->rcpt_idx = 0; c->rcpt_idx < m->nrcpts; c->rcpt_idx++)
+			smtp_client_next_rcpt(c);
+		c->rcpt_idx = 0;
+		smtp_client_cmd4(c, "DATA", NULL, NULL, NULL);
+	}
 	smtp_client_enter_state(c, SMTP_CL_MAIL);
 	return 0;
 }

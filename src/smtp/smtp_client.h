@@ -17,7 +17,10 @@
  *   after each message (smtp_client_msg_finished): smtp_client_rcpt_result(c, i)
  *   state SMTP_CL_FAILED: smtp_client_error() says why (code 4xx/5xx, or 0 for a
  *   protocol error, which the glue treats as temporary).
- * One command is outstanding at a time (no PIPELINING yet).
+ * When the server offers PIPELINING (RFC 2920) MAIL, every RCPT and DATA go out as
+ * one output (the glue sends it in one write) and the replies are matched in order;
+ * otherwise one command is outstanding at a time. After a message the engine is
+ * READY again: the glue may send the next message on the same connection.
  */
 #ifndef TERN_SMTP_CLIENT_H
 #define TERN_SMTP_CLIENT_H
@@ -43,8 +46,8 @@ enum smtp_client_state {
 	SMTP_CL_TLS,      /* 220 to STARTTLS: the glue does the handshake */
 	SMTP_CL_AUTH,     /* AUTH sent (PLAIN, or LOGIN step auth_step) */
 	SMTP_CL_READY,    /* idle: a message may be sent */
-	SMTP_CL_MAIL,     /* MAIL sent */
-	SMTP_CL_RCPT,     /* RCPT number rcpt_idx sent */
+	SMTP_CL_MAIL,     /* MAIL sent (pipelined: with every RCPT and DATA) */
+	SMTP_CL_RCPT,     /* waiting for the reply to RCPT number rcpt_idx */
 	SMTP_CL_DATA,     /* DATA sent */
 	SMTP_CL_BODY,     /* 354 received: the glue sends the body and the dot */
 	SMTP_CL_DOT,      /* waiting for the reply to end of data */

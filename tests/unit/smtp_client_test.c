@@ -50,7 +50,7 @@ static void t_transaction(bool bytewise)
 	                            .eightbit = true};
 	t_feed(c, "220 hi\r\n", bytewise);
 	assert_string_equal(t_out(c), "EHLO me.test\r\n");
-	t_feed(c, "250-x.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1000\r\n", bytewise);
+	t_feed(c, "250-x.test\r\n250-8BITMIME\r\n250 SIZE 1000\r\n", bytewise);
 	assert_int_equal(smtp_client_state(c), SMTP_CL_READY);
 	assert_true(smtp_client_has_ext(c, "8BITMIME"));
 	assert_false(smtp_client_has_ext(c, "STARTTLS"));
@@ -85,6 +85,109 @@ static void t_transaction_whole(void **state)
 static void t_transaction_bytes(void **state)
 {
 	t_transaction(true);
+}
+
+/* PIPELINING offered: MAIL + RCPTs + DATA in one output, replies matched in order;
+ * three messages on one connection: partly accepted, MAIL refused (the RCPT and
+ * DATA replies are still consumed), and every RCPT refused while DATA says 354
+ * (an empty message is ended at once, RFC 2920 3.1). */
+static void t_pipelined(bool bytewise)
+{
+	struct smtp_client_opts o = {.helo = "me.test"};
+	struct smtp_client *c = smtp_client_new(&o);
+	const char *rc[] = {"a@x.test", "b@x.test", "c@x.test"};
+	const char *dsn[] = {" NOTIFY=NEVER", NULL, NULL};
+	struct smtp_client_msg m = {.from = "s@me.test", .rcpts = rc, .nrcpts = 3, .size = 10,
+	                            .dsn_rcpt = dsn};
+	t_feed(c, "220 hi\r\n", bytewise);
+	assert_string_equal(t_out(c), "EHLO me.test\r\n");
+	t_feed(c, "250-x.test\r\n250-PIPELINING\r\n250-DSN\r\n250 SIZE 1000\r\n", bytewise);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_READY);
+
+	assert_int_equal(smtp_client_send_msg(c, &m), 0);
+	assert_string_equal(t_out(c), "MAIL FROM:<s@me.test> SIZE=10\r\n"
+	                              "RCPT TO:<a@x.test> NOTIFY=NEVER\r\n"
+	                              "RCPT TO:<b@x.test>\r\n"
+	                              "RCPT TO:<c@x.test>\r\n"
+	                              "DATA\r\n");
+	t_feed(c, "250 ok\r\n250 ok\r\n550 5.1.1 no\r\n250 ok\r\n", bytewise);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_DATA);
+	assert_string_equal(t_out(c), ""); /* nothing more until DATA's reply */
+	t_feed(c, "354 go\r\n", bytewise);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_BODY);
+	smtp_client_body_done(c);
+	t_feed(c, "250 2.0.0 queued\r\n", bytewise);
+	assert_true(smtp_client_msg_finished(c));
+	assert_int_equal(smtp_client_state(c), SMTP_CL_READY);
+	assert_int_equal(smtp_client_rcpt_result(c, 0)->code, 250);
+	assert_string_equal(smtp_client_rcpt_result(c, 0)->text, "250 2.0.0 queued");
+	assert_int_equal(smtp_client_rcpt_result(c, 1)->code, 550);
+	assert_int_equal(smtp_client_rcpt_result(c, 2)->code, 250);
+
+	/* second message, same connection: MAIL refused */
+	assert_int_equal(smtp_client_send_msg(c, &m), 0);
+	assert_non_null(strstr(t_out(c), "RCPT TO:<c@x.test>\r\nDATA\r\n"));
+	assert_false(smtp_client_msg_finished(c));
+	t_feed(c, "550 5.7.1 sender refused\r\n503 5.5.1 MAIL first\r\n503 5.5.1 MAIL first\r\n"
+	          "503 5.5.1 MAIL first\r\n554 5.5.1 no valid recipients\r\n",
+	       bytewise);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_RSET);
+	assert_string_equal(t_out(c), "RSET\r\n");
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(smtp_client_rcpt_result(c, i)->text, "550 5.7.1 sender refused");
+	t_feed(c, "250 ok\r\n", bytewise);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_READY);
+
+	/* third: every RCPT refused but the server says 354 anyway */
+	assert_int_equal(smtp_client_send_msg(c, &m), 0);
+	t_out(c);
+	t_feed(c, "250 ok\r\n550 a\r\n551 b\r\n552 c\r\n354 go\r\n", bytewise);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_DOT);
+	assert_string_equal(t_out(c), ".\r\n");
+	t_feed(c, "554 empty\r\n", bytewise);
+	assert_string_equal(t_out(c), "RSET\r\n");
+	assert_int_equal(smtp_client_rcpt_result(c, 0)->code, 550);
+	assert_int_equal(smtp_client_rcpt_result(c, 1)->code, 551);
+	assert_int_equal(smtp_client_rcpt_result(c, 2)->code, 552);
+	t_feed(c, "250 ok\r\n", bytewise);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_READY);
+	smtp_client_quit(c);
+	assert_string_equal(t_out(c), "QUIT\r\n");
+	t_feed(c, "221 bye\r\n", bytewise);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_DONE);
+	smtp_client_free(c);
+}
+
+static void t_pipelined_whole(void **state)
+{
+	t_pipelined(false);
+}
+
+static void t_pipelined_bytes(void **state)
+{
+	t_pipelined(true);
+}
+
+/* A connection drop in the middle of the pipelined replies: every rcpt gets the
+ * connection's error (accepted at RCPT is not delivered). */
+static void t_pipelined_drop(void **state)
+{
+	struct smtp_client_opts o = {.helo = "me.test"};
+	struct smtp_client *c = smtp_client_new(&o);
+	const char *rc[] = {"a@x.test", "b@x.test"};
+	struct smtp_client_msg m = {.from = "", .rcpts = rc, .nrcpts = 2, .size = 1};
+	t_feed(c, "220 hi\r\n250-x\r\n250 PIPELINING\r\n", false);
+	t_out(c);
+	assert_int_equal(smtp_client_send_msg(c, &m), 0);
+	t_out(c);
+	t_feed(c, "250 ok\r\n250 ok\r\n25", false);
+	smtp_client_eof(c, NULL);
+	assert_int_equal(smtp_client_state(c), SMTP_CL_FAILED);
+	assert_true(smtp_client_msg_finished(c));
+	assert_int_equal(smtp_client_rcpt_result(c, 0)->code, 0);
+	assert_int_equal(smtp_client_rcpt_result(c, 1)->code, 0);
+	assert_non_null(strstr(smtp_client_rcpt_result(c, 1)->text, "middle of a reply"));
+	smtp_client_free(c);
 }
 
 static void t_helo_fallback_and_size(void **state)
@@ -212,6 +315,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(t_transaction_whole),
 		cmocka_unit_test(t_transaction_bytes),
+		cmocka_unit_test(t_pipelined_whole),
+		cmocka_unit_test(t_pipelined_bytes),
+		cmocka_unit_test(t_pipelined_drop),
 		cmocka_unit_test(t_helo_fallback_and_size),
 		cmocka_unit_test(t_auth),
 		cmocka_unit_test(t_hostile),
