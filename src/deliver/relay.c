@@ -644,9 +644,11 @@ static int relay_send_body(struct relay_conn *c, int fd, uint64_t off, uint64_t 
  * from READY). Returns 0 when the transaction ran (results in cl; the engine is
  * READY again unless the connection broke), or -EAGAIN when the connection failed
  * before MAIL (try the next host); err set. Does not QUIT (relay_link_close does). */
+static int relay_conn_tls(struct relay_conn *c, const char *host);
+
 static int relay_session(struct relay *rl, struct relay_conn *c, struct smtp_client *cl,
-                         const struct smtp_client_msg *m, int body_fd, uint64_t body_off,
-                         uint64_t body_len, char *err, size_t errsz)
+                         const char *host, const struct smtp_client_msg *m, int body_fd,
+                         uint64_t body_off, uint64_t body_len, char *err, size_t errsz)
 {
 	char in[4096];
 	bool sent = false;
@@ -664,12 +666,7 @@ static int relay_session(struct relay *rl, struct relay_conn *c, struct smtp_cli
 		if (st == SMTP_CL_DONE || st == SMTP_CL_FAILED)
 			break;
 		if (st == SMTP_CL_TLS) {
-			bool ok = false;
-			if (rl->ssl != NULL && (c->ssl = SSL_new(rl->ssl)) != NULL) {
-				SSL_set_fd(c->ssl, c->fd);
-				ok = SSL_connect(c->ssl) == 1;
-			}
-			smtp_client_tls_done(cl, ok);
+			smtp_client_tls_done(cl, relay_conn_tls(c, host) == 0);
 			continue;
 		}
 		if (st == SMTP_CL_READY) {
@@ -702,6 +699,33 @@ static int relay_session(struct relay *rl, struct relay_conn *c, struct smtp_cli
 		const struct smtp_client_reply *e = smtp_client_error(cl);
 		snprintf(err, errsz, "%s", e->text[0] ? e->text : "connection failed");
 		return -EAGAIN;
+	}
+	return 0;
+}
+
+/* A TLS session on c for host (the MX or route name): with relay_tls_verify the
+ * certificate must name host (or its IP, for a literal). 0 or -EPROTO. */
+static int relay_conn_tls(struct relay_conn *c, const char *host)
+{
+	struct in6_addr a6;
+	if (c->rl->ssl == NULL || (c->ssl = SSL_new(c->rl->ssl)) == NULL ||
+	    SSL_set_fd(c->ssl, c->fd) != 1)
+		return -EPROTO;
+	bool literal = inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+	if (!literal)
+		SSL_set_tlsext_host_name(c->ssl, host);
+	if (c->rl->o.cfg.tls_verify) {
+		X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
+		if ((literal ? X509_VERIFY_PARAM_set1_ip_asc(vp, host)
+		             : X509_VERIFY_PARAM_set1_host(vp, host, 0)) != 1)
+			return -EPROTO;
+	}
+	if (SSL_connect(c->ssl) != 1) {
+		long v = SSL_get_verify_result(c->ssl);
+		if (v != X509_V_OK)
+			log_warn("event=tls-verify-failed host=%.255s error=\"%s\"", host,
+			         X509_verify_cert_error_string(v));
+		return -EPROTO;
 	}
 	return 0;
 }
@@ -871,7 +895,7 @@ static void relay_domain(struct relay_job *j, const char *domain, size_t *idx, s
 		.dsn_rcpt = dsnr,
 	};
 	if (link->cl != NULL) {
-		int r = relay_session(rl, &link->c, link->cl, &m, j->fd, j->body_off, j->body_len, err,
+		int r = relay_session(rl, &link->c, link->cl, NULL, &m, j->fd, j->body_off, j->body_len, err,
 		                      sizeof err);
 		if (r == 0 && !relay_link_stale(link->cl, n)) {
 			link->nmsgs++;
@@ -930,14 +954,15 @@ static void relay_domain(struct relay_job *j, const char *domain, size_t *idx, s
 			bool auth = sh && rl->o.cfg.auth_user[0] != '\0';
 			struct smtp_client_opts co = {
 				.helo = rl->hostname,
-				.starttls = (rl->o.cfg.starttls || auth) && rl->ssl != NULL,
+				.starttls = (rl->o.cfg.starttls || auth || rl->o.cfg.tls_verify) &&
+				            rl->ssl != NULL,
+				.require_tls = rl->o.cfg.tls_verify,
 				.auth_user = auth ? rl->o.cfg.auth_user : NULL,
 				.auth_pass = auth ? rl->o.cfg.auth_pass : NULL,
 			};
 			if (sh && rl->o.cfg.smarthost_implicit_tls) {
 				/* implicit TLS (port 465): handshake before the greeting */
-				if (rl->ssl == NULL || (c.ssl = SSL_new(rl->ssl)) == NULL ||
-				    SSL_set_fd(c.ssl, c.fd) != 1 || SSL_connect(c.ssl) != 1) {
+				if (relay_conn_tls(&c, mx[h].host) < 0) {
 					snprintf(err, sizeof err, "451 4.7.0 TLS handshake with %s failed",
 					         hostdesc);
 					if (c.ssl != NULL)
@@ -948,7 +973,7 @@ static void relay_domain(struct relay_job *j, const char *domain, size_t *idx, s
 				co.tls_active = true;
 			}
 			struct smtp_client *cl = smtp_client_new(&co);
-			int r = cl ? relay_session(rl, &c, cl, &m, j->fd, j->body_off, j->body_len, err,
+			int r = cl ? relay_session(rl, &c, cl, mx[h].host, &m, j->fd, j->body_off, j->body_len, err,
 			                           sizeof err)
 			           : -EAGAIN;
 			if (r == 0) {
@@ -1375,8 +1400,22 @@ int relay_start(struct relay **out, struct spool *sp, const struct relay_opts *o
 	ares_library_init(ARES_LIB_INIT_ALL);
 	rl->ssl = SSL_CTX_new(TLS_client_method());
 	if (rl->ssl != NULL) {
-		SSL_CTX_set_verify(rl->ssl, SSL_VERIFY_NONE, NULL); /* opportunistic */
 		SSL_CTX_set_min_proto_version(rl->ssl, TLS1_2_VERSION);
+		if (!o->cfg.tls_verify) {
+			SSL_CTX_set_verify(rl->ssl, SSL_VERIFY_NONE, NULL); /* opportunistic */
+		} else {
+			/* relay_tls_verify: the chain must verify against the CA file (or the
+			 * system store) and the name must match (relay_conn_tls sets it) */
+			SSL_CTX_set_verify(rl->ssl, SSL_VERIFY_PEER, NULL);
+			int ok = o->cfg.tls_ca_file[0] != '\0'
+			                 ? SSL_CTX_load_verify_locations(rl->ssl, o->cfg.tls_ca_file, NULL)
+			                 : SSL_CTX_set_default_verify_paths(rl->ssl);
+			if (ok != 1) {
+				log_error("event=relay-tls-ca-failed file=%s note=\"every TLS handshake "
+				          "will fail\"",
+				          o->cfg.tls_ca_file[0] ? o->cfg.tls_ca_file : "(system)");
+			}
+		}
 	}
 	pthread_mutex_init(&rl->mu, NULL);
 	pthread_condattr_init(&ca);

@@ -20,7 +20,7 @@
 struct smtp_client {
 	enum smtp_client_state st;
 	char helo[256];
-	bool want_tls, tls_active;
+	bool want_tls, tls_active, require_tls;
 	char auth_user[256], auth_pass[256];
 	bool want_auth;
 	int auth_step;
@@ -79,6 +79,7 @@ struct smtp_client *smtp_client_new(const struct smtp_client_opts *o)
 	snprintf(c->helo, sizeof c->helo, "%s", o->helo ? o->helo : "localhost");
 	c->want_tls = o->starttls;
 	c->tls_active = o->tls_active;
+	c->require_tls = o->require_tls;
 	if (o->auth_user != NULL && o->auth_pass != NULL) {
 		c->want_auth = true;
 		snprintf(c->auth_user, sizeof c->auth_user, "%s", o->auth_user);
@@ -273,6 +274,10 @@ static void smtp_client_on_reply(struct smtp_client *c)
 			smtp_client_enter_state(c, SMTP_CL_STARTTLS);
 			return;
 		}
+		if (c->require_tls && !c->tls_active) {
+			smtp_client_fail(c, 0, "TLS required but the server does not offer STARTTLS");
+			return;
+		}
 		smtp_client_after_ehlo(c);
 		return;
 	case SMTP_CL_HELO:
@@ -301,6 +306,10 @@ static void smtp_client_on_reply(struct smtp_client *c)
 	case SMTP_CL_STARTTLS:
 		if (code == 220) {
 			smtp_client_enter_state(c, SMTP_CL_TLS);
+			return;
+		}
+		if (c->require_tls) {
+			smtp_client_fail(c, code, c->cur.text);
 			return;
 		}
 		/* opportunistic: go on in the clear (AUTH then refuses) */

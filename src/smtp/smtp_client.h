@@ -61,6 +61,7 @@ struct smtp_client_opts {
 	const char *helo;   /* our name for EHLO/HELO */
 	bool starttls;      /* use STARTTLS when offered */
 	bool tls_active;    /* already TLS (implicit TLS): do not STARTTLS */
+	bool require_tls;   /* no STARTTLS offered or refused: FAILED, never clear text */
 	const char *auth_user; /* AUTH PLAIN/LOGIN with these (smarthost); NULL: none.
 	                          Sent only over TLS; without TLS the connection fails. */
 	const char *auth_pass;
