@@ -43,6 +43,7 @@ struct local_delivery {
 	char pattern[PATH_MAX];
 	char hostname[256];
 	unsigned retry_first_s, retry_max_s;
+	unsigned give_up_s;
 	void (*remote)(void *arg, const char *qid);
 	void *remote_arg;
 	pthread_mutex_t mu;
@@ -256,7 +257,8 @@ static int local_deliver_one(struct local_delivery *ld, const char *qid)
 	char path[PATH_MAX], mbox[PATH_MAX], name[600], e1[300], e2[300];
 	uint64_t body_off = 0;
 	int fd = -1, r, result = 0;
-	size_t ndone = 0, nremote = 0;
+	size_t ndone = 0, nremote = 0, ngaveup = 0;
+	time_t now = time(NULL);
 
 	buf_init(&pre, 0);
 	r = spool_read_envelope(ld->sp, qid, &env, &body_off);
@@ -308,6 +310,20 @@ static int local_deliver_one(struct local_delivery *ld, const char *qid)
 		if (r == 0)
 			r = maildir_deliver(mbox, ld->hostname, pre.ptr, pre.len, fd, (off_t)body_off,
 			                    st.st_size - (off_t)body_off, name, sizeof name);
+		if (r < 0 && ld->give_up_s > 0 && now - env.arrival >= (time_t)ld->give_up_s) {
+			/* past give_up: failed for good; relay.c bounces it (QUEUE.md) */
+			char t[200];
+			snprintf(t, sizeof t, "550 5.2.0 local delivery failed until give_up: %s",
+			         strerror(-r));
+			free(rc->last_error);
+			rc->last_error = strdup(t);
+			rc->failed = true;
+			rc->attempts++;
+			ngaveup++;
+			log_warn("qid=%s event=failed rcpt=<%s> error=\"gave up: %s\"", qid, e1,
+			         strerror(-r));
+			continue;
+		}
 		if (r < 0) {
 			log_warn("qid=%s event=deferred rcpt=<%s> error=\"%s\"", qid, e1, strerror(-r));
 			result = r;
@@ -321,6 +337,17 @@ static int local_deliver_one(struct local_delivery *ld, const char *qid)
 			log_warn("qid=%s event=mark-done-failed rcpt=<%s> error=\"%s\" "
 			         "note=\"may be delivered twice\"",
 			         qid, e1, strerror(-r));
+	}
+	if (ngaveup > 0) {
+		/* dsn-seq is durable before the DSN exists (as in relay.c); if this write
+		 * fails the recipients are simply tried again later */
+		env.dsn_seq++;
+		if ((r = spool_write_state(ld->sp, &env)) < 0) {
+			log_error("qid=%s event=state-write-failed error=\"%s\"", qid, strerror(-r));
+			result = r;
+		} else {
+			nremote++; /* relay.c finishes the bounce and removes the entry */
+		}
 	}
 	if (nremote > 0 && ndone + nremote == env.nrcpts)
 		log_info("qid=%s event=waiting-for-relay rcpts=%zu", qid, nremote);
@@ -426,6 +453,7 @@ int local_delivery_start(struct local_delivery **out, struct spool *sp,
 	ld->nthreads = o->threads ? o->threads : 1;
 	ld->retry_first_s = o->retry_first_s ? o->retry_first_s : 60;
 	ld->retry_max_s = o->retry_max_s ? o->retry_max_s : 3600;
+	ld->give_up_s = o->remote != NULL ? o->give_up_s : 0; /* bounces are made by remote */
 	if (ld->retry_max_s < ld->retry_first_s)
 		ld->retry_max_s = ld->retry_first_s;
 	if (snprintf(ld->data_dir, sizeof ld->data_dir, "%s", o->data_dir ? o->data_dir : ".") >=

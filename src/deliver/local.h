@@ -17,6 +17,9 @@ struct local_delivery_opts {
 	unsigned threads;            /* worker threads, >= 1 */
 	unsigned retry_first_s;      /* first retry after a failure (default 60) */
 	unsigned retry_max_s;        /* backoff cap (default 3600) */
+	unsigned give_up_s;          /* a local recipient still failing this long after
+	                                arrival is marked failed and handed to `remote`,
+	                                which bounces it (relay.c); 0: retry forever */
 	/* Is this recipient domain delivered here? NULL: every domain is. Called on the
 	 * worker threads, so it must be thread-safe. Recipients in other domains (mail
 	 * accepted for relaying) are left in the queue, not done, for outbound delivery. */

@@ -1615,8 +1615,10 @@ int server_run(struct server *srv)
 		.mailbox_pattern = cfg->mailbox_pattern,
 		.hostname = cfg->hostname,
 		.threads = cfg->delivery_threads ? cfg->delivery_threads : 2,
-		.retry_first_s = 60,
-		.retry_max_s = 3600,
+		/* the relay schedule when shorter (tests), and the same give_up */
+		.retry_first_s = cfg->relay.retry_first_s < 60 ? cfg->relay.retry_first_s : 60,
+		.retry_max_s = cfg->relay.retry_max_s < 3600 ? cfg->relay.retry_max_s : 3600,
+		.give_up_s = cfg->relay.give_up_s,
 		.is_local = server_deliver_is_local,
 		.is_local_arg = srv,
 	};

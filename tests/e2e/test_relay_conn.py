@@ -286,3 +286,26 @@ def test_tls_verify(ternd_factory, dnsmasq, tmp_path, case):
         wait_until(lambda: "event=deferred" in send.log(), timeout=15, what="deferred")
         assert "event=tls-verify-failed" in send.log()
         assert maildir_files(recv.mailbox("bob@remote.test")) == []
+
+
+def test_local_failure_bounces_after_give_up(ternd_factory):
+    """A local mailbox that cannot be written (its Maildir is a regular file) is
+    retried until give_up, then bounces once to the sender."""
+    t = ternd_factory(config="hostname = sender.test\nlocal_domains = sender.test\n"
+                             "resolver = 127.0.0.1:9\nretry_first = 1s\nretry_max = 1s\n"
+                             "give_up = 3s\n", start=False)
+    box = t.mailbox("carol@sender.test")
+    box.parent.mkdir(parents=True, exist_ok=True)
+    box.write_bytes(b"not a directory\n")
+    t.start()
+    submit(t, ["carol@sender.test"], MSG)
+    files = t.wait_mail("alice@sender.test", timeout=20)
+    raw = files[0].read_bytes()
+    assert b"Action: failed" in raw and b"carol@sender.test" in raw
+    assert b"local delivery failed" in raw
+    wait_until(lambda: "event=removed" in t.log(), timeout=10, what="original removed")
+    log = t.log()
+    assert "event=deferred" in log and "event=bounced" in log
+    time.sleep(1.5)
+    assert len(maildir_files(t.mailbox("alice@sender.test"))) == 1
+    assert box.read_bytes() == b"not a directory\n"
