@@ -199,6 +199,7 @@ def test_transport_map_overrides_mx(ternd_factory, dnsmasq):
                        "transport = remote.test 127.0.0.3:%d\n" % rport)
     submit(send, ["bob@sender.test"], MSG)
     recv.wait_mail("bob@remote.test", timeout=15)
+    wait_until(lambda: "event=relayed" in send.log(), timeout=10, what="relayed logged")
     assert "host=127.0.0.3[127.0.0.3]:%d" % rport in send.log()
     assert "127.0.0.2" not in send.log()
 
@@ -221,6 +222,7 @@ def test_ipv6_delivery_via_aaaa(ternd_factory, dnsmasq):
     send = make_sender(ternd_factory, dns, rport, "bob: bob@six.test\n")
     submit(send, ["bob@sender.test"], MSG)
     recv.wait_mail("bob@six.test", timeout=15)
+    wait_until(lambda: "event=relayed" in send.log(), timeout=10, what="relayed logged")
     assert "host=mx6.six.test[::1]:%d" % rport in send.log()
 
 
@@ -281,7 +283,8 @@ def test_tls_verify(ternd_factory, dnsmasq, tmp_path, case):
     if case == "good":
         files = recv.wait_mail("bob@remote.test", timeout=15)
         assert b"with ESMTPS" in files[0].read_bytes()  # it went over TLS
-        assert "event=relayed" in send.log()
+        # the receiver stores before it answers 250: the sender logs a moment later
+        wait_until(lambda: "event=relayed" in send.log(), timeout=10, what="relayed logged")
     else:
         wait_until(lambda: "event=deferred" in send.log(), timeout=15, what="deferred")
         assert "event=tls-verify-failed" in send.log()
