@@ -407,6 +407,9 @@ static void smtp_server_data_text(struct smtp_server *s, char c)
 		s->dstate = SMTP_DS_CR;
 	} else if (c == '\n') {
 		if (s->opts.lenient_lf) {
+			/* Stored as CRLF: one octet more than arrived, and the stored line is
+			 * what must fit TERN_TEXT_LINE_MAX (it may be relayed onward). */
+			smtp_server_data_octets(s, 1);
 			smtp_server_emit(s, "\r\n", 2);
 			s->dstate = SMTP_DS_BOL;
 			s->line_octets = 0;
