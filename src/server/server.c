@@ -1486,15 +1486,10 @@ static bool server_deliver_is_local(void *arg, const char *domain)
 	return server_domain_is_local(srv->deliver_cfg->c, domain);
 }
 
-static void server_recovered(void *arg, const char *qid)
-{
-	struct server *srv = arg;
-	local_delivery_enqueue(srv->ld, qid);
-}
-
 /* ---- public ---- */
 
-/* Glue between the delivery modules (called from their threads). */
+/* Glue between the queue sources (recovery, maildrop pickup, admin socket) and the
+ * delivery modules; also called from the delivery threads. */
 static void server_local_enqueue(void *arg, const char *qid)
 {
 	struct server *srv = arg;
@@ -1629,7 +1624,7 @@ int server_run(struct server *srv)
 		log_error("event=startup-failed error=\"delivery: %s\"", strerror(-rc));
 		return 1;
 	}
-	rc = spool_recover(srv->spool, server_recovered, srv);
+	rc = spool_recover(srv->spool, server_local_enqueue, srv);
 	if (rc < 0) {
 		log_error("event=startup-failed error=\"recover: %s\"", strerror(-rc));
 		return 1;
@@ -1642,7 +1637,7 @@ int server_run(struct server *srv)
 		         "will not work\"", path, strerror(rc < 0 ? -rc : ENAMETOOLONG));
 
 	if (snprintf(path, sizeof path, "%s/maildrop", cfg->data_dir) >= (int)sizeof path ||
-	    pickup_new(&srv->pickup, srv->spool, path, server_recovered, srv) < 0) {
+	    pickup_new(&srv->pickup, srv->spool, path, server_local_enqueue, srv) < 0) {
 		log_error("event=startup-failed error=\"maildrop pickup\"");
 		return 1;
 	}
