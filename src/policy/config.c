@@ -895,17 +895,6 @@ static int config_assign(struct config_parse *p, char *s)
 	return k->set(p, val);
 }
 
-/* Cut a comment: '#' at the start or after a blank. */
-static void config_cut_comment(char *s)
-{
-	for (char *h = s; (h = strchr(h, '#')) != NULL; h++) {
-		if (h == s || h[-1] == ' ' || h[-1] == '\t') {
-			*h = '\0';
-			return;
-		}
-	}
-}
-
 /* Checks that need the whole file, then the defaults that depend on other keys. */
 static int config_finish(struct config_parse *p)
 {
@@ -940,13 +929,14 @@ struct config *config_load(const char *path, char *err, size_t errsz)
 {
 	struct config_parse p;
 	unsigned seen[CONFIG_NKEYS];
+	struct config_reader r;
 	struct config *c = NULL;
-	char *line = NULL;
 	const char *slash;
-	FILE *f = NULL;
+	char *s;
 	int rc;
 
 	memset(&p, 0, sizeof(p));
+	memset(&r, 0, sizeof(r));
 	memset(seen, 0, sizeof(seen));
 	p.path = path;
 	p.err = err;
@@ -961,14 +951,10 @@ struct config *config_load(const char *path, char *err, size_t errsz)
 		config_err(err, errsz, path, 0, "path too long");
 		goto fail;
 	}
-	f = fopen(path, "r");
-	if (f == NULL) {
-		config_err(err, errsz, path, 0, "cannot open: %s", strerror(errno));
+	if (config_reader_open(&r, path, NULL, CONFIG_READ_SETTINGS, err, errsz) < 0)
 		goto fail;
-	}
 	c = config_default();
-	line = malloc(CONFIG_LINE_MAX + 2);
-	if (c == NULL || line == NULL) {
+	if (c == NULL) {
 		config_err(err, errsz, path, 0, "out of memory");
 		goto fail;
 	}
@@ -976,38 +962,20 @@ struct config *config_load(const char *path, char *err, size_t errsz)
 	if (config_set_str(&p, "path", path, c->source, sizeof(c->source)) < 0)
 		goto fail;
 	c->nlisteners = 0;
-	for (;;) {
-		char *s;
-
-		rc = config_read_line(f, line, CONFIG_LINE_MAX + 2);
-		if (rc == 0)
-			break;
-		p.lineno++;
-		if (rc == -E2BIG) {
-			CONFIG_PERR(&p, "line too long (over %d bytes)", CONFIG_LINE_MAX);
-			goto fail;
-		}
-		if (rc < 0) {
-			CONFIG_PERR(&p, "%s", rc == -EINVAL ? "NUL byte in line" : "read error");
-			goto fail;
-		}
-		config_cut_comment(line);
-		s = config_trim(line);
-		if (*s == '\0')
-			continue;
+	while ((rc = config_reader_next(&r, &s)) > 0) {
+		p.lineno = r.lineno;
 		rc = *s == '[' ? config_section(&p, s) : config_assign(&p, s);
 		if (rc < 0)
 			goto fail;
 	}
+	if (rc < 0)
+		goto fail;
 	if (config_finish(&p) < 0)
 		goto fail;
-	fclose(f);
-	free(line);
+	config_reader_close(&r);
 	return c;
 fail:
-	if (f != NULL)
-		fclose(f);
-	free(line);
+	config_reader_close(&r);
 	config_free(c);
 	return NULL;
 }

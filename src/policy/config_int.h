@@ -1,6 +1,6 @@
 /* config_int.h - internals shared by the config_*.c files: a small string hash table
  * (case-insensitive keys, stored lowercase), the users and aliases tables built on
- * it, the bounded line reader and the error formatter used by every loader.
+ * it, the line reader and the error formatter used by every loader.
  * Not an interface for other modules: include src/policy/config.h instead. */
 #ifndef TERN_CONFIG_INT_H
 #define TERN_CONFIG_INT_H
@@ -51,10 +51,38 @@ int config_htab_put(struct config_htab *t, const char *key, void *val, unsigned 
 /* Find key, compared case-insensitively. NULL if absent. */
 struct config_hent *config_htab_get(const struct config_htab *t, const char *key);
 
-/* Read one line into buf (NUL-terminated, newline and a trailing CR removed).
- * Returns 1 for a line, 0 at end of file, -E2BIG for a line over CONFIG_LINE_MAX,
- * -EINVAL for a NUL byte, -EIO on a read error. */
-int config_read_line(FILE *f, char *buf, size_t cap);
+/* How config_reader_next hands out lines. */
+enum config_read_mode {
+	CONFIG_READ_RAW,      /* every line as read (newline and a trailing CR removed) */
+	CONFIG_READ_ENTRIES,  /* trimmed; blank lines and lines starting with '#' skipped */
+	CONFIG_READ_SETTINGS, /* comment cut off ('#' at the start or after a space or
+	                         tab), then trimmed; blank lines skipped */
+};
+
+/* One line reader for every config file: opens, reads bounded lines, drops comments
+ * as its mode says and reports "file:line: ..." errors. The caller owns the struct. */
+struct config_reader {
+	FILE *f;
+	const char *path;         /* borrowed: must outlive the reader */
+	char *buf;                /* CONFIG_LINE_MAX + 2 */
+	unsigned lineno;          /* of the line last returned (or of the error) */
+	enum config_read_mode mode;
+	char *err;                /* borrowed */
+	size_t errsz;
+};
+
+/* Open path. what names it in the error ("users file": "path: cannot open users
+ * file: No such file or directory"; NULL: "path: cannot open: ..."). Returns 0, or
+ * -errno when the file cannot be opened, -EINVAL when out of memory (err set);
+ * on error nothing is left to close. */
+int config_reader_open(struct config_reader *r, const char *path, const char *what,
+                       enum config_read_mode mode, char *err, size_t errsz);
+/* Next line: 1 with *line (in the reader's buffer, valid until the next call; the
+ * caller may change it in place), 0 at end of file, or -EINVAL with err set to
+ * "path:line: line too long (over 4096 bytes)", "NUL byte in line" or "read error". */
+int config_reader_next(struct config_reader *r, char **line);
+/* Close the file and free the buffer; a zeroed or closed reader is fine. */
+void config_reader_close(struct config_reader *r);
 
 /* "file:line: message" into err (line 0: "file: message"). Always returns -EINVAL. */
 int config_err(char *err, size_t errsz, const char *file, unsigned line, const char *fmt, ...)

@@ -52,47 +52,26 @@ static bool config_has_space(const char *s)
 
 int config_users_load(const char *path, struct config_users **out, char *err, size_t errsz)
 {
+	struct config_reader r;
 	struct config_users *u = NULL;
-	char *line = NULL;
-	FILE *f = NULL;
-	unsigned lineno = 0;
+	char *s;
 	int rc;
 
 	*out = NULL;
-	f = fopen(path, "r");
-	if (f == NULL) {
-		rc = -errno;
-		config_err(err, errsz, path, 0, "cannot open users file: %s", strerror(-rc));
-		goto fail;
-	}
-	line = malloc(CONFIG_LINE_MAX + 2);
+	rc = config_reader_open(&r, path, "users file", CONFIG_READ_ENTRIES, err, errsz);
+	if (rc < 0)
+		return rc;
 	u = calloc(1, sizeof(*u));
-	if (line == NULL || u == NULL) {
+	if (u == NULL) {
 		rc = config_err(err, errsz, path, 0, "out of memory");
 		goto fail;
 	}
 	config_htab_init(&u->t, free);
-	for (;;) {
+	while ((rc = config_reader_next(&r, &s)) > 0) {
 		struct config_hent *old = NULL;
-		char *s, *colon, *hash = NULL, *name;
+		char *colon, *hash = NULL, *name;
+		unsigned lineno = r.lineno;
 
-		rc = config_read_line(f, line, CONFIG_LINE_MAX + 2);
-		if (rc == 0)
-			break;
-		lineno++;
-		if (rc == -E2BIG) {
-			rc = config_err(err, errsz, path, lineno, "line too long (over %d bytes)",
-			                CONFIG_LINE_MAX);
-			goto fail;
-		}
-		if (rc < 0) {
-			rc = config_err(err, errsz, path, lineno, "%s",
-			                rc == -EINVAL ? "NUL byte in line" : "read error");
-			goto fail;
-		}
-		s = config_trim(line);
-		if (*s == '\0' || *s == '#')
-			continue;
 		colon = strchr(s, ':');
 		if (colon != NULL) {
 			*colon = '\0';
@@ -132,14 +111,13 @@ int config_users_load(const char *path, struct config_users **out, char *err, si
 			goto fail;
 		}
 	}
-	fclose(f);
-	free(line);
+	if (rc < 0)
+		goto fail;
+	config_reader_close(&r);
 	*out = u;
 	return 0;
 fail:
-	if (f != NULL)
-		fclose(f);
-	free(line);
+	config_reader_close(&r);
 	config_users_free(u);
 	return rc < 0 ? rc : -EINVAL;
 }
@@ -236,44 +214,26 @@ int config_aliases_load(const char *path, struct config_alias **out, char *err, 
 	struct config_alias *a = NULL;
 	struct config_targets *cur = NULL;
 	struct config_hent *cur_ent = NULL;
-	char *line = NULL;
-	FILE *f = NULL;
-	unsigned lineno = 0;
+	struct config_reader r;
+	char *line;
 	int rc;
 
 	*out = NULL;
-	f = fopen(path, "r");
-	if (f == NULL) {
-		rc = -errno;
-		config_err(err, errsz, path, 0, "cannot open aliases file: %s", strerror(-rc));
-		goto fail;
-	}
-	line = malloc(CONFIG_LINE_MAX + 2);
+	rc = config_reader_open(&r, path, "aliases file", CONFIG_READ_RAW, err, errsz);
+	if (rc < 0)
+		return rc;
 	a = calloc(1, sizeof(*a));
-	if (line == NULL || a == NULL) {
+	if (a == NULL) {
 		rc = config_err(err, errsz, path, 0, "out of memory");
 		goto fail;
 	}
 	config_htab_init(&a->t, config_targets_free);
-	for (;;) {
+	while ((rc = config_reader_next(&r, &line)) > 0) {
 		struct config_hent *old = NULL;
 		char *s, *colon, *name;
+		unsigned lineno = r.lineno;
 		bool cont;
 
-		rc = config_read_line(f, line, CONFIG_LINE_MAX + 2);
-		if (rc == 0)
-			break;
-		lineno++;
-		if (rc == -E2BIG) {
-			rc = config_err(err, errsz, path, lineno, "line too long (over %d bytes)",
-			                CONFIG_LINE_MAX);
-			goto fail;
-		}
-		if (rc < 0) {
-			rc = config_err(err, errsz, path, lineno, "%s",
-			                rc == -EINVAL ? "NUL byte in line" : "read error");
-			goto fail;
-		}
 		cont = line[0] == ' ' || line[0] == '\t';
 		s = config_trim(line);
 		if (*s == '#')
@@ -339,19 +299,18 @@ int config_aliases_load(const char *path, struct config_alias **out, char *err, 
 		if (rc < 0)
 			goto fail;
 	}
+	if (rc < 0)
+		goto fail;
 	if (cur != NULL && cur->n == 0) {
 		rc = config_err(err, errsz, path, cur_ent->line, "alias '%s' has no targets",
 		                cur_ent->key);
 		goto fail;
 	}
-	fclose(f);
-	free(line);
+	config_reader_close(&r);
 	*out = a;
 	return 0;
 fail:
-	if (f != NULL)
-		fclose(f);
-	free(line);
+	config_reader_close(&r);
 	config_aliases_free(a);
 	return rc < 0 ? rc : -EINVAL;
 }

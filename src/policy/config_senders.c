@@ -156,59 +156,34 @@ fail:
 int config_senders_load(const char *path, struct config_senders **out, char *err,
                         size_t errsz)
 {
+	struct config_reader r;
 	struct config_senders *sm = NULL;
-	char *line = NULL;
-	FILE *f = NULL;
-	unsigned lineno = 0;
+	char *s;
 	int rc;
 
 	*out = NULL;
-	f = fopen(path, "r");
-	if (f == NULL) {
-		rc = -errno;
-		config_err(err, errsz, path, 0, "cannot open sender_login_maps file: %s",
-		           strerror(-rc));
-		goto fail;
-	}
-	line = malloc(CONFIG_LINE_MAX + 2);
+	rc = config_reader_open(&r, path, "sender_login_maps file", CONFIG_READ_ENTRIES, err,
+	                        errsz);
+	if (rc < 0)
+		return rc;
 	sm = calloc(1, sizeof(*sm));
-	if (line == NULL || sm == NULL) {
+	if (sm == NULL) {
 		rc = config_err(err, errsz, path, 0, "out of memory");
 		goto fail;
 	}
 	config_htab_init(&sm->t, config_owners_free);
-	for (;;) {
-		char *s;
-
-		rc = config_read_line(f, line, CONFIG_LINE_MAX + 2);
-		if (rc == 0)
-			break;
-		lineno++;
-		if (rc == -E2BIG) {
-			rc = config_err(err, errsz, path, lineno, "line too long (over %d bytes)",
-			                CONFIG_LINE_MAX);
-			goto fail;
-		}
-		if (rc < 0) {
-			rc = config_err(err, errsz, path, lineno, "%s",
-			                rc == -EINVAL ? "NUL byte in line" : "read error");
-			goto fail;
-		}
-		s = config_trim(line);
-		if (*s == '\0' || *s == '#')
-			continue;
-		rc = config_senders_line(&sm->t, s, path, lineno, err, errsz);
+	while ((rc = config_reader_next(&r, &s)) > 0) {
+		rc = config_senders_line(&sm->t, s, path, r.lineno, err, errsz);
 		if (rc < 0)
 			goto fail;
 	}
-	fclose(f);
-	free(line);
+	if (rc < 0)
+		goto fail;
+	config_reader_close(&r);
 	*out = sm;
 	return 0;
 fail:
-	if (f != NULL)
-		fclose(f);
-	free(line);
+	config_reader_close(&r);
 	config_senders_free(sm);
 	return rc < 0 ? rc : -EINVAL;
 }

@@ -1,6 +1,7 @@
 /* config_table.c - small helpers for the config loaders: a chained string hash table
- * with case-insensitive keys (FNV-1a over the lowercased key), a bounded line reader,
- * the "file:line: what" error formatter and name syntax checks.
+ * with case-insensitive keys (FNV-1a over the lowercased key), the line reader every
+ * loader uses (open, bounded lines, comments, "file:line:" errors), the error
+ * formatter and name syntax checks.
  * It does not know about any file format; config.c and config_lists.c do. */
 #include "policy/config_int.h"
 #include "util/limits.h"
@@ -126,7 +127,10 @@ int config_htab_put(struct config_htab *t, const char *key, void *val, unsigned 
 	return 0;
 }
 
-int config_read_line(FILE *f, char *buf, size_t cap)
+/* Read one line into buf (NUL-terminated, newline and a trailing CR removed).
+ * Returns 1 for a line, 0 at end of file, -E2BIG for a line over CONFIG_LINE_MAX,
+ * -EINVAL for a NUL byte, -EIO on a read error. */
+static int config_read_line(FILE *f, char *buf, size_t cap)
 {
 	size_t len = 0;
 	bool nul = false;
@@ -157,6 +161,79 @@ int config_read_line(FILE *f, char *buf, size_t cap)
 		len--;
 	buf[len] = '\0';
 	return nul ? -EINVAL : 1;
+}
+
+int config_reader_open(struct config_reader *r, const char *path, const char *what,
+                       enum config_read_mode mode, char *err, size_t errsz)
+{
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	r->path = path;
+	r->mode = mode;
+	r->err = err;
+	r->errsz = errsz;
+	r->f = fopen(path, "r");
+	if (r->f == NULL) {
+		rc = -errno;
+		config_err(err, errsz, path, 0, "cannot open%s%s: %s", what ? " " : "",
+		           what ? what : "", strerror(-rc));
+		return rc;
+	}
+	r->buf = malloc(CONFIG_LINE_MAX + 2);
+	if (r->buf == NULL) {
+		config_reader_close(r);
+		return config_err(err, errsz, path, 0, "out of memory");
+	}
+	return 0;
+}
+
+/* Cut a comment: '#' at the start of the line or after a space or tab. */
+static void config_reader_cut_comment(char *s)
+{
+	for (char *h = s; (h = strchr(h, '#')) != NULL; h++) {
+		if (h == s || h[-1] == ' ' || h[-1] == '\t') {
+			*h = '\0';
+			return;
+		}
+	}
+}
+
+int config_reader_next(struct config_reader *r, char **line)
+{
+	for (;;) {
+		char *s;
+		int rc = config_read_line(r->f, r->buf, CONFIG_LINE_MAX + 2);
+
+		if (rc == 0)
+			return 0;
+		r->lineno++;
+		if (rc == -E2BIG)
+			return config_err(r->err, r->errsz, r->path, r->lineno,
+			                  "line too long (over %d bytes)", CONFIG_LINE_MAX);
+		if (rc < 0)
+			return config_err(r->err, r->errsz, r->path, r->lineno, "%s",
+			                  rc == -EINVAL ? "NUL byte in line" : "read error");
+		s = r->buf;
+		if (r->mode == CONFIG_READ_SETTINGS)
+			config_reader_cut_comment(s);
+		if (r->mode != CONFIG_READ_RAW) {
+			s = config_trim(s);
+			if (*s == '\0' || (r->mode == CONFIG_READ_ENTRIES && *s == '#'))
+				continue;
+		}
+		*line = s;
+		return 1;
+	}
+}
+
+void config_reader_close(struct config_reader *r)
+{
+	if (r->f != NULL)
+		fclose(r->f);
+	free(r->buf);
+	r->f = NULL;
+	r->buf = NULL;
 }
 
 int config_err(char *err, size_t errsz, const char *file, unsigned line, const char *fmt, ...)
