@@ -1,13 +1,13 @@
 /* client_codec.c - base64, quoted-printable and RFC 2047 encoders for the tern client
  * (see client_codec.h). Does no I/O and knows nothing of MIME structure or SMTP;
- * decoding is limited to base64. */
+ * decoding is limited to base64. The base64 alphabet and decoder are util/base64.c's;
+ * this file adds line wrapping and the MIME leniencies. */
 #include "client/client_codec.h"
+#include "util/base64.h"
 
 #include <errno.h>
 #include <string.h>
 
-static const char client_b64_alpha[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char client_hex[] = "0123456789ABCDEF";
 
 int client_b64_encode(struct buf *out, const void *in, size_t n, size_t wrap)
@@ -17,17 +17,9 @@ int client_b64_encode(struct buf *out, const void *in, size_t n, size_t wrap)
 	int rc = 0;
 
 	for (size_t i = 0; i < n; i += 3) {
-		size_t left = n - i;
-		unsigned long v = (unsigned long)p[i] << 16;
-		char quad[4];
-		if (left > 1)
-			v |= (unsigned long)p[i + 1] << 8;
-		if (left > 2)
-			v |= p[i + 2];
-		quad[0] = client_b64_alpha[(v >> 18) & 63];
-		quad[1] = client_b64_alpha[(v >> 12) & 63];
-		quad[2] = left > 1 ? client_b64_alpha[(v >> 6) & 63] : '=';
-		quad[3] = left > 2 ? client_b64_alpha[v & 63] : '=';
+		char quad[BASE64_ENC_LEN(3) + 1];
+
+		base64_encode(p + i, n - i < 3 ? n - i : 3, quad, sizeof(quad));
 		if ((rc = buf_append(out, quad, 4)) < 0)
 			goto fail;
 		col += 4;
@@ -43,51 +35,20 @@ fail:
 	return rc;
 }
 
-static int client_b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 int client_b64_decode(struct buf *out, const char *p, size_t n)
 {
-	unsigned long acc = 0;
-	int bits = 0, pad = 0, rc = 0;
-	size_t nsym = 0;
+	const unsigned flags = BASE64_SKIP_SPACE | BASE64_ANY_PAD_BITS;
+	int len = base64_decode_opt(p, n, flags, NULL, 0);
+	int rc;
 
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)p[i];
-		if (c == '\r' || c == '\n' || c == ' ' || c == '\t')
-			continue;
-		if (c == '=') {
-			pad++;
-			nsym++;
-			continue;
-		}
-		int v = client_b64_value(c);
-		if (v < 0 || pad > 0)
-			return -EINVAL;
-		nsym++;
-		acc = (acc << 6) | (unsigned long)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			char byte = (char)((acc >> bits) & 0xff);
-			if ((rc = buf_append(out, &byte, 1)) < 0)
-				return rc;
-		}
-	}
-	if (pad > 2 || nsym % 4 != 0)
-		return -EINVAL;
+	if (len <= 0)
+		return len;
+	if ((rc = buf_reserve(out, (size_t)len)) < 0)
+		return rc;
+	len = base64_decode_opt(p, n, flags, (unsigned char *)out->ptr + out->len, (size_t)len);
+	if (len < 0)
+		return len; /* cannot happen: the same input passed above */
+	out->len += (size_t)len;
 	return 0;
 }
 
