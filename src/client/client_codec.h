@@ -13,7 +13,9 @@
 /* Encode n bytes. wrap = 0: one line, no CRLF; wrap > 0 (a multiple of 4, e.g. 76):
  * lines of at most wrap characters, each ended by CRLF. 0 or -ENOSPC/-ENOMEM. */
 int client_b64_encode(struct buf *out, const void *p, size_t n, size_t wrap);
-/* Decode; CR, LF, space and tab are skipped. -EINVAL on any other bad input. */
+/* Decode and append (util/base64.c with the MIME leniencies: CR, LF, space and tab
+ * are skipped, bits under the padding are ignored). 0, or -EINVAL on any other bad
+ * input (out is left as it was), -ENOSPC/-ENOMEM. */
 int client_b64_decode(struct buf *out, const char *p, size_t n);
 
 /* Quoted-printable body encoding. Input line ends may be LF or CRLF; output lines end
