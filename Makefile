@@ -36,9 +36,12 @@ $(BUILD)/tern: $(BUILD)/obj/src/cmd/tern.o $(BUILD)/libtern.a
 $(BUILD)/sendmail: $(BUILD)/tern
 	ln -sf tern $@
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libtern.a
+# Helpers shared by the unit tests (tests/unit/*.c that are not *_test.c).
+UNIT_HELP := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELP) $(UNIT_HELP:.c=.h) $(BUILD)/libtern.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libtern.a $(LIBS) -lcmocka
+	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(UNIT_HELP) $(BUILD)/libtern.a $(LIBS) -lcmocka
 
 # Fuzz targets are built as plain programs that replay their corpus (fuzz/main_replay.c),
 # so they always compile; build with clang -fsanitize=fuzzer to fuzz for real.

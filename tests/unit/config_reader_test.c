@@ -10,30 +10,24 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "policy/config_int.h"
+#include "tmpdir.h"
 
 static char test_dir[256];
 
-static int reader_test_rm(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(p);
-}
-
 static int reader_test_setup(void **state)
 {
-	snprintf(test_dir, sizeof(test_dir), "/tmp/tern-reader-test-XXXXXX");
-	return mkdtemp(test_dir) == NULL ? -1 : 0;
+	tmpdir_make(test_dir, sizeof(test_dir), "tern-reader-test");
+	return 0;
 }
 
 static int reader_test_teardown(void **state)
 {
-	return nftw(test_dir, reader_test_rm, 8, FTW_DEPTH | FTW_PHYS);
+	return tmpdir_remove(test_dir);
 }
 
 /* Write n bytes to test_dir/name; returns the path (static buffer). */

@@ -11,7 +11,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <sys/stat.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,23 +19,19 @@
 
 #include "policy/config.h"
 #include "util/limits.h"
+#include "tmpdir.h"
 
 static char test_dir[256];
 
-static int config_test_rm(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(p);
-}
-
 static int config_test_setup(void **state)
 {
-	snprintf(test_dir, sizeof(test_dir), "/tmp/tern-config-test-XXXXXX");
-	return mkdtemp(test_dir) == NULL ? -1 : 0;
+	tmpdir_make(test_dir, sizeof(test_dir), "tern-config-test");
+	return 0;
 }
 
 static int config_test_teardown(void **state)
 {
-	return nftw(test_dir, config_test_rm, 8, FTW_DEPTH | FTW_PHYS);
+	return tmpdir_remove(test_dir);
 }
 
 /* Write test_dir/name with text; returns the full path (static buffer per slot). */

@@ -12,10 +12,10 @@
 #include <cmocka.h>
 
 #include "deliver/direct.h"
+#include "tmpdir.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,19 +25,10 @@
 
 static char direct_t_dir[256];
 
-static int direct_t_rm(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
 static int direct_t_setup(void **state)
 {
 	(void)state;
-	snprintf(direct_t_dir, sizeof direct_t_dir, "/tmp/direct_test.XXXXXX");
-	assert_non_null(mkdtemp(direct_t_dir));
+	tmpdir_make(direct_t_dir, sizeof direct_t_dir, "direct_test");
 	return 0;
 }
 
@@ -45,7 +36,7 @@ static int direct_t_teardown(void **state)
 {
 	(void)state;
 	unsetenv("TERN_FAULT");
-	nftw(direct_t_dir, direct_t_rm, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(direct_t_dir);
 	return 0;
 }
 
@@ -54,34 +45,14 @@ static int direct_t_count(const char *user, const char *sub, char *name, size_t 
 {
 	char p[512];
 	snprintf(p, sizeof p, "%s/mail/example.org/%s/Maildir/%s", direct_t_dir, user, sub);
-	DIR *d = opendir(p);
-	int n = 0;
-	if (d == NULL)
-		return -1;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (name)
-			snprintf(name, nsz, "%s", de->d_name);
-		n++;
-	}
-	closedir(d);
-	return n;
+	return tmpdir_count(p, name, nsz);
 }
 
 static char *direct_t_read(const char *user, const char *name, size_t *len)
 {
 	char p[1024];
 	snprintf(p, sizeof p, "%s/mail/example.org/%s/Maildir/new/%s", direct_t_dir, user, name);
-	FILE *f = fopen(p, "rb");
-	assert_non_null(f);
-	char *b = malloc(1 << 20);
-	assert_non_null(b);
-	*len = fread(b, 1, 1 << 20, f);
-	fclose(f);
-	b[*len] = '\0';
-	return b;
+	return tmpdir_read(p, len);
 }
 
 struct direct_t_res {

@@ -12,11 +12,10 @@
 #include "deliver/local.h"
 #include "queue/spool.h"
 #include "util/log.h"
+#include "tmpdir.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -27,26 +26,17 @@
 
 static char local_t_dir[256];
 
-static int local_t_rm(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
 static int local_t_setup(void **state)
 {
 	(void)state;
-	snprintf(local_t_dir, sizeof local_t_dir, "/tmp/local_test.XXXXXX");
-	assert_non_null(mkdtemp(local_t_dir));
+	tmpdir_make(local_t_dir, sizeof local_t_dir, "local_test");
 	return 0;
 }
 
 static int local_t_teardown(void **state)
 {
 	(void)state;
-	nftw(local_t_dir, local_t_rm, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(local_t_dir);
 	return 0;
 }
 
@@ -97,19 +87,6 @@ static void local_t_mapping(void **state)
 	assert_int_equal(local_mailbox_path("/d", "%u", longu, "x", out, sizeof out), -ENAMETOOLONG);
 	assert_int_equal(local_mailbox_path("/d", "/var/mail/%u%%", "U", "x", out, sizeof out), 0);
 	assert_string_equal(out, "/var/mail/u%");
-}
-
-static int local_t_count(const char *dir)
-{
-	DIR *d = opendir(dir);
-	int n = 0;
-	if (d == NULL)
-		return -1;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL)
-		n += de->d_name[0] != '.';
-	closedir(d);
-	return n;
 }
 
 static void local_t_commit_done(void *arg, int err, const char *qid)
@@ -183,25 +160,19 @@ static void local_t_end_to_end(void **state)
 	local_delivery_stop(ld);
 
 	snprintf(p, sizeof p, "%s/mail/example.com/bob/Maildir/new", local_t_dir);
-	assert_int_equal(local_t_count(p), 1);
-	DIR *d = opendir(p);
-	struct dirent *de;
-	char name[1200] = "";
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			snprintf(name, sizeof name, "%s/%s", p, de->d_name);
-	closedir(d);
-	FILE *f = fopen(name, "r");
-	char got[512];
-	size_t n = fread(got, 1, sizeof got - 1, f);
-	fclose(f);
-	got[n] = '\0';
+	assert_int_equal(tmpdir_count(p, NULL, 0), 1);
+	char name[300] = "", file[1200];
+	assert_int_equal(tmpdir_count(p, name, sizeof name), 1);
+	snprintf(file, sizeof file, "%s/%s", p, name);
+	size_t n;
+	char *got = tmpdir_read(file, &n);
 	assert_string_equal(got, "Return-Path: <sender@example.org>\nDelivered-To: Bob@example.com\n"
 	                         "Subject: x\n\nbody\n");
+	free(got);
 	snprintf(p, sizeof p, "%s/mail/example.com/eve/Maildir/new", local_t_dir);
-	assert_int_equal(local_t_count(p), 1);
+	assert_int_equal(tmpdir_count(p, NULL, 0), 1);
 	snprintf(p, sizeof p, "%s/queue", spdir);
-	assert_int_equal(local_t_count(p), 0);
+	assert_int_equal(tmpdir_count(p, NULL, 0), 0);
 	spool_close(sp);
 }
 
@@ -238,7 +209,7 @@ static void local_t_retry(void **state)
 	assert_false(local_t_wait_gone(sp, qid, 1600));
 	char good[600];
 	snprintf(good, sizeof good, "%s/mail/good.test/a/Maildir/new", local_t_dir);
-	assert_int_equal(local_t_count(good), 1);
+	assert_int_equal(tmpdir_count(good, NULL, 0), 1);
 	struct spool_envelope env;
 	uint64_t off;
 	assert_int_equal(spool_read_envelope(sp, qid, &env, &off), 0);
@@ -251,8 +222,8 @@ static void local_t_retry(void **state)
 	assert_true(local_t_wait_gone(sp, qid, 5000));
 	local_delivery_stop(ld);
 	snprintf(p, sizeof p, "%s/mail/bad.test/b/Maildir/new", local_t_dir);
-	assert_int_equal(local_t_count(p), 1);
-	assert_int_equal(local_t_count(good), 1); /* not delivered twice */
+	assert_int_equal(tmpdir_count(p, NULL, 0), 1);
+	assert_int_equal(tmpdir_count(good, NULL, 0), 1); /* not delivered twice */
 	spool_close(sp);
 }
 

@@ -9,11 +9,10 @@
 #include <cmocka.h>
 
 #include "deliver/maildir.h"
+#include "tmpdir.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,46 +21,18 @@
 
 static char maildir_t_dir[256];
 
-static int maildir_t_rm(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
 static int maildir_t_setup(void **state)
 {
 	(void)state;
-	snprintf(maildir_t_dir, sizeof maildir_t_dir, "/tmp/maildir_test.XXXXXX");
-	assert_non_null(mkdtemp(maildir_t_dir));
+	tmpdir_make(maildir_t_dir, sizeof maildir_t_dir, "maildir_test");
 	return 0;
 }
 
 static int maildir_t_teardown(void **state)
 {
 	(void)state;
-	nftw(maildir_t_dir, maildir_t_rm, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(maildir_t_dir);
 	return 0;
-}
-
-/* Count entries of dir; the last name is copied to name. */
-static int maildir_t_list(const char *dir, char *name, size_t nsz)
-{
-	DIR *d = opendir(dir);
-	int n = 0;
-	if (d == NULL)
-		return -1;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (name)
-			snprintf(name, nsz, "%s", de->d_name);
-		n++;
-	}
-	closedir(d);
-	return n;
 }
 
 /* A file holding junk, then the message at offset 5. */
@@ -74,16 +45,6 @@ static int maildir_t_src(const char *body, size_t n)
 	assert_int_equal(write(fd, "JUNK!", 5), 5);
 	assert_int_equal(write(fd, body, n), (ssize_t)n);
 	return fd;
-}
-
-static char *maildir_t_read(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	char *b = malloc(1 << 20);
-	*n = fread(b, 1, 1 << 20, f);
-	fclose(f);
-	return b;
 }
 
 static void maildir_t_basic(void **state)
@@ -101,19 +62,19 @@ static void maildir_t_basic(void **state)
 	close(fd);
 	snprintf(newdir, sizeof newdir, "%s/new", md);
 	char listed[300];
-	assert_int_equal(maildir_t_list(newdir, listed, sizeof listed), 1);
+	assert_int_equal(tmpdir_count(newdir, listed, sizeof listed), 1);
 	assert_string_equal(listed, name);
 	snprintf(p, sizeof p, "%s/tmp", md);
-	assert_int_equal(maildir_t_list(p, NULL, 0), 0);
+	assert_int_equal(tmpdir_count(p, NULL, 0), 0);
 	snprintf(p, sizeof p, "%s/cur", md);
-	assert_int_equal(maildir_t_list(p, NULL, 0), 0);
+	assert_int_equal(tmpdir_count(p, NULL, 0), 0);
 	struct stat st;
 	assert_int_equal(stat(md, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0700);
 
 	snprintf(p, sizeof p, "%s/%s", newdir, name);
 	size_t n;
-	char *got = maildir_t_read(p, &n);
+	char *got = tmpdir_read(p, &n);
 	assert_int_equal(n, sizeof want - 1);
 	assert_memory_equal(got, want, n);
 	free(got);
@@ -131,7 +92,7 @@ static void maildir_t_basic(void **state)
 	                 0);
 	close(fd);
 	assert_string_not_equal(name, name2);
-	assert_int_equal(maildir_t_list(newdir, NULL, 0), 2);
+	assert_int_equal(tmpdir_count(newdir, NULL, 0), 2);
 }
 
 static void maildir_t_boundary(void **state)
@@ -156,7 +117,7 @@ static void maildir_t_boundary(void **state)
 	close(fd);
 	snprintf(p, sizeof p, "%s/new/%s", md, name);
 	size_t got_n;
-	char *got = maildir_t_read(p, &got_n);
+	char *got = tmpdir_read(p, &got_n);
 	assert_int_equal(got_n, n - 4);
 	assert_null(memchr(got, '\r', got_n));
 	size_t lf = 0;
@@ -198,13 +159,13 @@ static void maildir_t_errors(void **state)
 	assert_int_equal(maildir_deliver(md, "h", "", 0, fd, 5, 100, name, sizeof name), -EIO);
 	char p[500];
 	snprintf(p, sizeof p, "%s/new", md);
-	assert_int_equal(maildir_t_list(p, NULL, 0), 0);
+	assert_int_equal(tmpdir_count(p, NULL, 0), 0);
 	snprintf(p, sizeof p, "%s/tmp", md);
-	assert_int_equal(maildir_t_list(p, NULL, 0), 0);
+	assert_int_equal(tmpdir_count(p, NULL, 0), 0);
 	/* a bad source fd */
 	assert_int_equal(maildir_deliver(md, "h", "", 0, -1, 0, 3, name, sizeof name), -EBADF);
 	snprintf(p, sizeof p, "%s/new", md);
-	assert_int_equal(maildir_t_list(p, NULL, 0), 0);
+	assert_int_equal(tmpdir_count(p, NULL, 0), 0);
 	close(fd);
 }
 
