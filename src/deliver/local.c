@@ -351,6 +351,13 @@ static int local_deliver_one(struct local_delivery *ld, const char *qid)
 	}
 	if (nremote > 0 && ndone + nremote == env.nrcpts)
 		log_info("qid=%s event=waiting-for-relay rcpts=%zu", qid, nremote);
+	if (ndone == env.nrcpts && env.dsn_seq > 0 && ld->remote != NULL) {
+		/* all final, but it made bounces: relay.c removes it, after releasing any
+		 * bounce a crash left held (docs/QUEUE.md "Relay" step 5) */
+		ld->remote(ld->remote_arg, qid);
+		r = result;
+		goto out;
+	}
 	if (nremote > 0 && ld->remote != NULL)
 		ld->remote(ld->remote_arg, qid); /* it removes the entry when all are final */
 	if (ndone == env.nrcpts) {

@@ -33,6 +33,7 @@
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1031,6 +1032,17 @@ static char *relay_read_body(struct relay_job *j, size_t max, size_t *len)
 	return p;
 }
 
+/* Test hook: TERN_KILL_AT=<point> ends ternd with SIGKILL there, so tests can prove
+ * that a crash between the steps of a bounce neither loses nor repeats it
+ * (tests/e2e/test_bounce_crash.py; docs/QUEUE.md "Relay" step 5). */
+static void relay_kill_point(const char *point)
+{
+	const char *k = getenv("TERN_KILL_AT");
+
+	if (k != NULL && strcmp(k, point) == 0)
+		raise(SIGKILL);
+}
+
 /* Make the DSN for the failed-but-not-done rcpts (or a delay warning). Returns 0
  * when the DSN exists (or none is owed), negative to retry later. */
 static int relay_make_dsn(struct relay_job *j, bool *pick, bool delayed, const char *dsnqid)
@@ -1092,6 +1104,27 @@ static void relay_release(struct relay *rl, const char *qid)
 		rl->o.local_enqueue(rl->o.arg, qid);
 }
 
+/* The original is final and about to go: it has recorded every bounce it made
+ * (<qid>D1 .. <qid>D<dsn_seq>), so any of them still held was left so by a crash
+ * between the record and the release (docs/QUEUE.md "Relay" step 5): release it now,
+ * or it would never be delivered. */
+static void relay_release_recorded(struct relay *rl, const struct spool_envelope *env)
+{
+	for (unsigned k = 1; k <= env->dsn_seq; k++) {
+		char dq[SPOOL_QID_MAX + 16], path[PATH_MAX], hold[PATH_MAX + 8];
+
+		snprintf(dq, sizeof dq, "%sD%u", env->qid, k);
+		if (spool_queue_path(rl->sp, dq, path, sizeof path) < 0)
+			continue;
+		snprintf(hold, sizeof hold, "%s.hold", path);
+		if (access(hold, F_OK) != 0)
+			continue;
+		log_info("qid=%s event=bounce-released dsn=%s note=\"held since a crash\"",
+		         env->qid, dq);
+		relay_release(rl, dq);
+	}
+}
+
 /* Remote: marked so in the envelope, or (config changed since) not one of ours. */
 static bool relay_is_remote(const struct relay *rl, const struct spool_rcpt *rc)
 {
@@ -1139,11 +1172,13 @@ static int relay_bounces(struct relay_job *j)
 		/* the sequence number is made durable before the DSN exists, so a retry after a
 		 * crash finds the same DSN id and does not make a second one */
 		snprintf(dsnqid, sizeof dsnqid, "%sD%u", j->env.qid, j->env.dsn_seq);
+		relay_kill_point("bounce-owed");
 		if ((r = relay_make_dsn(j, pick, false, dsnqid)) < 0) {
 			log_error("qid=%s event=bounce-failed error=\"%s\"", j->env.qid, strerror(-r));
 			goto out;
 		}
 		log_info("qid=%s event=bounced dsn=%s to=<%s>", j->env.qid, dsnqid, j->env.from);
+		relay_kill_point("bounce-written");
 	} else {
 		log_info("qid=%s event=bounce-suppressed reason=%s", j->env.qid,
 		         j->env.from[0] == '\0' ? "null-sender" : "notify");
@@ -1157,8 +1192,10 @@ static int relay_bounces(struct relay_job *j)
 			rc->done = true;
 		}
 	}
-	if (want_dsn)
+	if (want_dsn) {
+		relay_kill_point("bounce-recorded");
 		relay_release(rl, dsnqid);
+	}
 out:
 	free(pick);
 	return r;
@@ -1289,6 +1326,7 @@ static uint64_t relay_process(struct relay *rl, const char *qid, bool force)
 		}
 	}
 	if (all) {
+		relay_release_recorded(rl, &j.env);
 		if ((r = spool_remove(rl->sp, qid)) < 0 && r != -ENOENT)
 			log_warn("qid=%s event=remove-failed error=\"%s\"", qid, strerror(-r));
 		else

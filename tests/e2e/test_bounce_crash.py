@@ -1,0 +1,88 @@
+"""A crash in the middle of making a bounce (issue 6; docs/QUEUE.md "Relay" step 5):
+ternd is killed with SIGKILL at each point between "the failure is recorded in the
+state" and "the bounce is handed to delivery", restarted, and must deliver exactly
+one bounce and leave an empty queue. The kill points are ternd's own test hook
+TERN_KILL_AT (src/deliver/relay.c):
+
+  bounce-owed      dsn-seq is durable, the DSN <qid>D1 does not exist yet
+  bounce-written   <qid>D1 is in queue/ (held), the original has not recorded it
+  bounce-recorded  the original's .done records the failed recipient, D1 still held
+
+The remote is a scripted server on 127.0.0.2 that refuses the recipient with 550,
+reached through the transport map (no DNS). Before the fix that came with this test,
+a kill at bounce-recorded lost the bounce: after the restart the original, all its
+recipients done, was removed and D1 stayed held for ever."""
+
+import email
+import email.policy
+import signal
+import time
+
+import pytest
+
+from conftest import free_port, maildir_files, wait_until
+from test_relay import MSG, Receiver, serve, submit  # noqa: F401
+
+CONF = """
+hostname = sender.test
+local_domains = sender.test
+aliases = aliases
+transport = remote.test 127.0.0.2:{rport}
+retry_first = 1s
+retry_max = 1s
+relay_timeout = 5s
+"""
+
+
+def queue_names(srv):
+    q = srv.data_dir / "spool" / "queue"
+    return sorted(p.name for p in q.iterdir()) if q.is_dir() else []
+
+
+@pytest.mark.parametrize("point", ["bounce-owed", "bounce-written", "bounce-recorded"])
+def test_kill_during_bounce_gives_exactly_one(ternd_factory, monkeypatch, point):
+    rport = free_port("127.0.0.2")
+    rcv = Receiver("127.0.0.2", rport,
+                   lambda r, c, n: serve(r, c, rcpt_reply=b"550 5.1.1 no such user here"))
+    port = free_port()
+    while port == rport:
+        port = free_port()
+    try:
+        monkeypatch.setenv("TERN_KILL_AT", point)
+        send = ternd_factory(config=CONF.replace("{rport}", str(rport)), start=False,
+                             port=port)
+        (send.tmp / "aliases").write_text("bob: bob@remote.test\n")
+        send.start()
+        submit(send, ["bob@sender.test"], MSG)
+
+        # ternd kills itself at the point
+        rc = send.proc.wait(20)
+        assert rc == -signal.SIGKILL, "exit %r, not SIGKILL at %s:\n%s" % (rc, point, send.log())
+        names = queue_names(send)
+        qid = min((n for n in names if n.isalnum()), key=len)  # D1 is <qid>D1
+        dsn = qid + "D1"
+        if point == "bounce-owed":
+            assert dsn not in names, names
+        else:
+            assert dsn in names and dsn + ".hold" in names, names
+        assert maildir_files(send.mailbox("alice@sender.test")) == []
+
+        monkeypatch.delenv("TERN_KILL_AT")
+        send.restart()
+        files = send.wait_mail("alice@sender.test", timeout=20)
+        wait_until(lambda: queue_names(send) == [], timeout=15,
+                   what="empty queue (left: %s)" % queue_names(send))
+        time.sleep(1.5)  # a second bounce would come within a retry period
+        files = maildir_files(send.mailbox("alice@sender.test"))
+        assert len(files) == 1, [f.name for f in files]
+        msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+        assert msg.get_content_type() == "multipart/report"
+        assert "bob@remote.test" in files[0].read_text(errors="replace")
+        assert queue_names(send) == []
+        if point == "bounce-recorded":
+            # the original had recorded D1: only its release was left to do
+            assert "event=bounce-released dsn=%s" % dsn in send.log()
+        # the refused message itself was never relayed
+        assert rcv.messages == []
+    finally:
+        rcv.close()
