@@ -28,7 +28,8 @@ struct config_htab {
 	void (*val_free)(void *);
 };
 
-/* The alias value: targets "user" or "user@domain", lowercase, NULL-terminated. */
+/* A list of "user" or "user@domain", lowercase, NULL-terminated: an alias's targets,
+ * a sender's logins. */
 struct config_targets {
 	char **v;
 	size_t n;
@@ -90,10 +91,19 @@ int config_err(char *err, size_t errsz, const char *file, unsigned line, const c
 
 /* Trim ASCII whitespace at both ends in place; returns the new start. */
 char *config_trim(char *s);
+/* The next item of the comma-separated list at *p, cut off in place and trimmed (""
+ * for an empty item); *p moves past it. NULL once the list is used up. */
+char *config_list_next(char **p);
 void config_lower(char *s);
 /* Syntax checks for names kept in the tables (no I/O). */
 bool config_is_valid_local(const char *s);
 bool config_is_valid_domain(const char *s);
+/* "local" or "local@domain" as written in our files; lowercases s in place. */
+bool config_is_valid_name(char *s);
+
+/* A list of names, deduplicated (users, alias targets, sender logins). */
+int config_targets_add(struct config_targets *t, const char *s); /* 0 or -ENOMEM */
+void config_targets_free(void *p); /* a struct config_targets *; NULL is fine */
 
 /* Load a users file (docs/CONFIG.md "Users file"). *out is NULL on error. */
 int config_users_load(const char *path, struct config_users **out, char *err, size_t errsz);

@@ -26,8 +26,7 @@ void config_users_free(struct config_users *u)
 	free(u);
 }
 
-/* Check "local" or "local@domain" as written in our files; lowercases in place. */
-static bool config_is_valid_name(char *s)
+bool config_is_valid_name(char *s)
 {
 	char *at = strchr(s, '@');
 	bool ok;
@@ -124,7 +123,7 @@ fail:
 
 /* ---- aliases file ---- */
 
-static void config_targets_free(void *p)
+void config_targets_free(void *p)
 {
 	struct config_targets *t = p;
 
@@ -144,7 +143,7 @@ void config_aliases_free(struct config_alias *a)
 	free(a);
 }
 
-static int config_targets_add(struct config_targets *t, const char *s)
+int config_targets_add(struct config_targets *t, const char *s)
 {
 	char *dup;
 
@@ -173,16 +172,9 @@ static int config_targets_add(struct config_targets *t, const char *s)
 static int config_targets_parse(struct config_targets *t, char *s, const char *path,
                                 unsigned lineno, char *err, size_t errsz)
 {
-	char *p = s;
+	char *tg;
 
-	while (p != NULL) {
-		char *comma = strchr(p, ',');
-		char *tg;
-
-		if (comma != NULL)
-			*comma = '\0';
-		tg = config_trim(p);
-		p = comma ? comma + 1 : NULL;
+	while ((tg = config_list_next(&s)) != NULL) {
 		if (*tg == '\0')
 			continue;
 		if (*tg == '|')

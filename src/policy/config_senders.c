@@ -15,25 +15,9 @@
 #include "policy/config_int.h"
 
 struct config_senders {
-	struct config_htab t; /* "local@domain" or "@domain" -> struct config_owners * */
+	struct config_htab t; /* "local@domain" or "@domain" -> struct config_targets *
+	                         (the logins that may use it) */
 };
-
-struct config_owners {
-	char **v; /* lowercase logins */
-	size_t n;
-};
-
-static void config_owners_free(void *p)
-{
-	struct config_owners *o = p;
-
-	if (o == NULL)
-		return;
-	for (size_t i = 0; i < o->n; i++)
-		free(o->v[i]);
-	free(o->v);
-	free(o);
-}
 
 void config_senders_free(struct config_senders *s)
 {
@@ -62,45 +46,13 @@ static bool config_senders_valid_key(char *k)
 	return ok;
 }
 
-static bool config_senders_valid_login(char *s)
-{
-	char *at = strchr(s, '@');
-	bool ok;
-
-	config_lower(s);
-	if (at == NULL)
-		return config_is_valid_local(s);
-	*at = '\0';
-	ok = config_is_valid_local(s) && config_is_valid_domain(at + 1);
-	*at = '@';
-	return ok;
-}
-
-static int config_owners_add(struct config_owners *o, const char *s)
-{
-	char **v, *dup;
-
-	for (size_t i = 0; i < o->n; i++)
-		if (strcmp(o->v[i], s) == 0)
-			return 0;
-	v = realloc(o->v, (o->n + 1) * sizeof(*v));
-	if (v == NULL)
-		return -ENOMEM;
-	o->v = v;
-	dup = strdup(s);
-	if (dup == NULL)
-		return -ENOMEM;
-	o->v[o->n++] = dup;
-	return 0;
-}
-
 /* Parse one "key: login, ..." line (s trimmed, not a comment) into t. */
 static int config_senders_line(struct config_htab *t, char *s, const char *path,
                                unsigned lineno, char *err, size_t errsz)
 {
-	struct config_owners *o = NULL;
+	struct config_targets *o = NULL;
 	struct config_hent *old = NULL;
-	char *colon = strchr(s, ':'), *key, *p;
+	char *colon = strchr(s, ':'), *key, *p, *login;
 	int rc;
 
 	if (colon == NULL)
@@ -114,21 +66,15 @@ static int config_senders_line(struct config_htab *t, char *s, const char *path,
 	o = calloc(1, sizeof(*o));
 	if (o == NULL)
 		return config_err(err, errsz, path, lineno, "out of memory");
-	for (p = colon + 1; p != NULL;) {
-		char *comma = strchr(p, ','), *login;
-
-		if (comma != NULL)
-			*comma = '\0';
-		login = config_trim(p);
-		p = comma ? comma + 1 : NULL;
+	for (p = colon + 1; (login = config_list_next(&p)) != NULL;) {
 		if (*login == '\0')
 			continue;
-		if (!config_senders_valid_login(login)) {
+		if (!config_is_valid_name(login)) {
 			rc = config_err(err, errsz, path, lineno,
 			                "bad login '%s' (expected user or user@domain)", login);
 			goto fail;
 		}
-		if (config_owners_add(o, login) < 0) {
+		if (config_targets_add(o, login) < 0) {
 			rc = config_err(err, errsz, path, lineno, "out of memory");
 			goto fail;
 		}
@@ -149,7 +95,7 @@ static int config_senders_line(struct config_htab *t, char *s, const char *path,
 	}
 	return 0;
 fail:
-	config_owners_free(o);
+	config_targets_free(o);
 	return rc;
 }
 
@@ -171,7 +117,7 @@ int config_senders_load(const char *path, struct config_senders **out, char *err
 		rc = config_err(err, errsz, path, 0, "out of memory");
 		goto fail;
 	}
-	config_htab_init(&sm->t, config_owners_free);
+	config_htab_init(&sm->t, config_targets_free);
 	while ((rc = config_reader_next(&r, &s)) > 0) {
 		rc = config_senders_line(&sm->t, s, path, r.lineno, err, errsz);
 		if (rc < 0)
@@ -193,7 +139,7 @@ bool config_has_sender_rules(const struct config *c)
 	return c != NULL && (c->senders != NULL || c->sender_must_match_login);
 }
 
-static bool config_owners_has(const struct config_owners *o, const char *login)
+static bool config_senders_has_login(const struct config_targets *o, const char *login)
 {
 	for (size_t i = 0; i < o->n; i++)
 		if (strcasecmp(o->v[i], login) == 0)
@@ -237,5 +183,5 @@ bool config_sender_login_ok(const struct config *c, const char *login, const cha
 		if (n > 0 && (size_t)n < sizeof(key))
 			e = config_htab_get(&c->senders->t, key);
 	}
-	return e != NULL && config_owners_has(e->val, login);
+	return e != NULL && config_senders_has_login(e->val, login);
 }

@@ -268,6 +268,19 @@ char *config_trim(char *s)
 	return s;
 }
 
+char *config_list_next(char **p)
+{
+	char *s = *p, *comma;
+
+	if (s == NULL)
+		return NULL;
+	comma = strchr(s, ',');
+	if (comma != NULL)
+		*comma = '\0';
+	*p = comma != NULL ? comma + 1 : NULL;
+	return config_trim(s);
+}
+
 void config_lower(char *s)
 {
 	for (; *s != '\0'; s++)
