@@ -114,9 +114,26 @@ out:
 	return r;
 }
 
+/* fsync the directory holding path */
+static int spool_state_dirsync(const char *path)
+{
+	char dir[PATH_MAX];
+	int r = 0;
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) < 0)
+		r = -errno;
+	if (dfd >= 0)
+		close(dfd);
+	return r;
+}
+
 int spool_write_state(struct spool *sp, const struct spool_envelope *env)
 {
-	char path[PATH_MAX], tmp[PATH_MAX], dir[PATH_MAX];
+	char path[PATH_MAX], tmp[PATH_MAX];
 	struct buf b;
 	int fd = -1, r;
 	buf_init(&b, SPOOL_STATE_MAX);
@@ -160,15 +177,7 @@ int spool_write_state(struct spool *sp, const struct spool_envelope *env)
 	}
 	close(fd);
 	fd = -1;
-	snprintf(dir, sizeof dir, "%s", path);
-	char *slash = strrchr(dir, '/');
-	if (slash != NULL)
-		*slash = '\0';
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0)
-		r = -errno;
-	if (dfd >= 0)
-		close(dfd);
+	r = spool_state_dirsync(path);
 fail:
 	if (fd >= 0) {
 		close(fd);
@@ -185,23 +194,6 @@ void spool_rcpt_address(const struct spool_rcpt *rc, char *out, size_t outsz)
 		snprintf(out, outsz, "%s", rc->orig);
 	else
 		snprintf(out, outsz, "%s@%s", rc->user, rc->domain);
-}
-
-/* fsync the directory holding path */
-static int spool_state_dirsync(const char *path)
-{
-	char dir[PATH_MAX];
-	int r = 0;
-	snprintf(dir, sizeof dir, "%s", path);
-	char *slash = strrchr(dir, '/');
-	if (slash != NULL)
-		*slash = '\0';
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0)
-		r = -errno;
-	if (dfd >= 0)
-		close(dfd);
-	return r;
 }
 
 int spool_set_hold(struct spool *sp, const char *qid, bool hold)
