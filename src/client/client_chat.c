@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "client/client_cmd.h"
-#include "client/client_codec.h"
 #include "client/client_io.h"
 #include "client/client_reply.h"
 #include "client/client_send.h"
@@ -69,9 +68,8 @@ static int client_chat_send(struct client_chat *ch, const char *line, const char
 static int client_chat_auth_plain(struct client_chat *ch, const char *user)
 {
 	char pass[512];
-	struct buf raw, line;
+	struct buf line;
 	int rc;
-	buf_init(&raw, 2048);
 	buf_init(&line, 4096);
 	if (ch->piped) {
 		rc = client_io_read_line_fd(STDIN_FILENO, pass, sizeof pass);
@@ -85,21 +83,15 @@ static int client_chat_auth_plain(struct client_chat *ch, const char *user)
 		rc = 0; /* not fatal: the session goes on */
 		goto fail;
 	}
-	if ((rc = buf_append(&raw, "", 1)) < 0 || (rc = buf_append_str(&raw, user)) < 0 ||
-	    (rc = buf_append(&raw, "", 1)) < 0 || (rc = buf_append_str(&raw, pass)) < 0 ||
-	    (rc = buf_append_str(&line, "AUTH PLAIN ")) < 0 ||
-	    (rc = client_b64_encode(&line, raw.ptr, raw.len, 0)) < 0 || buf_cstr(&line) == NULL)
+	if ((rc = client_smtp_plain_line(&line, user, pass)) < 0)
 		goto fail;
 	if ((rc = client_chat_send(ch, line.ptr, "AUTH PLAIN ****")) < 0)
 		goto fail;
 	rc = client_chat_reply(ch, "AUTH");
 fail:
 	OPENSSL_cleanse(pass, sizeof pass);
-	if (raw.ptr != NULL)
-		OPENSSL_cleanse(raw.ptr, raw.cap);
 	if (line.ptr != NULL)
 		OPENSSL_cleanse(line.ptr, line.cap);
-	buf_free(&raw);
 	buf_free(&line);
 	return rc;
 }

@@ -273,6 +273,21 @@ static int client_send_slurp(const char *what, const char *path, struct buf *b)
 	return rc == -ENOENT || rc == -EISDIR ? EX_NOINPUT : rc == -EACCES ? EX_NOINPUT : EX_IOERR;
 }
 
+/* Compose the message into out; on failure say why and return the exit code. */
+static int client_send_compose(const struct client_compose *c, struct buf *out)
+{
+	bool b8;
+	int rc = client_compose_build(c, out, &b8);
+
+	if (rc >= 0)
+		return EX_OK;
+	fprintf(stderr, "tern: cannot compose the message: %s\n",
+	        rc == -EINVAL ? "bad --header (Name: value; Bcc/MIME headers are "
+	                        "written by tern)"
+	                      : strerror(-rc));
+	return client_exit_for_errno(rc);
+}
+
 int client_send_main(int argc, char **argv)
 {
 	struct client_send_opts o;
@@ -459,17 +474,9 @@ int client_send_main(int argc, char **argv)
 		const char *msg = src.raw;
 		size_t len = src.raw_len;
 		if (src.compose != NULL) {
-			bool b8;
 			c.allow_8bit = true;
-			int rc = client_compose_build(&c, &out, &b8);
-			if (rc < 0) {
-				fprintf(stderr, "tern: cannot compose the message: %s\n",
-				        rc == -EINVAL ? "bad --header (Name: value; Bcc/MIME headers are "
-				                        "written by tern)"
-				                      : strerror(-rc));
-				ex = client_exit_for_errno(rc);
+			if ((ex = client_send_compose(&c, &out)) != EX_OK)
 				goto done;
-			}
 			msg = out.ptr;
 			len = out.len;
 		}
@@ -481,20 +488,10 @@ int client_send_main(int argc, char **argv)
 		fflush(stdout);
 		goto done;
 	}
-	if (src.compose != NULL) {
-		/* check the composition before connecting: bad input is EX_DATAERR, not a
-		 * half-open session */
-		bool b8;
-		int rc = client_compose_build(&c, &out, &b8);
-		if (rc < 0) {
-			fprintf(stderr, "tern: cannot compose the message: %s\n",
-			        rc == -EINVAL ? "bad --header (Name: value; Bcc/MIME headers are "
-			                        "written by tern)"
-			                      : strerror(-rc));
-			ex = client_exit_for_errno(rc);
-			goto done;
-		}
-	}
+	/* check the composition before connecting: bad input is EX_DATAERR, not a
+	 * half-open session */
+	if (src.compose != NULL && (ex = client_send_compose(&c, &out)) != EX_OK)
+		goto done;
 	if ((ex = client_send_password(&o)) != 0)
 		goto done;
 	ex = client_send_submit(&o, from_spec, env_rcpt.v, env_rcpt.n, &src);

@@ -470,24 +470,31 @@ static int client_smtp_b64_line(struct buf *out, const char *prefix, const void 
 	return buf_cstr(out) == NULL ? -ENOMEM : 0;
 }
 
-static int client_smtp_auth_plain(struct client_smtp *s, const char *user, const char *pass)
+int client_smtp_plain_line(struct buf *line, const char *user, const char *pass)
 {
-	struct buf raw, line;
+	struct buf raw;
 	int rc;
 	buf_init(&raw, 4096);
-	buf_init(&line, 8192);
 	if ((rc = buf_append(&raw, "", 1)) < 0 || (rc = buf_append_str(&raw, user)) < 0 ||
 	    (rc = buf_append(&raw, "", 1)) < 0 || (rc = buf_append_str(&raw, pass)) < 0)
 		goto fail;
-	if ((rc = client_smtp_b64_line(&line, "AUTH PLAIN ", raw.ptr, raw.len)) < 0)
-		goto fail;
-	rc = client_smtp_cmd(s, line.ptr, "AUTH PLAIN ****", 2);
+	rc = client_smtp_b64_line(line, "AUTH PLAIN ", raw.ptr, raw.len);
 fail:
 	if (raw.ptr != NULL)
 		OPENSSL_cleanse(raw.ptr, raw.cap);
+	buf_free(&raw);
+	return rc;
+}
+
+static int client_smtp_auth_plain(struct client_smtp *s, const char *user, const char *pass)
+{
+	struct buf line;
+	int rc;
+	buf_init(&line, 8192);
+	if ((rc = client_smtp_plain_line(&line, user, pass)) == 0)
+		rc = client_smtp_cmd(s, line.ptr, "AUTH PLAIN ****", 2);
 	if (line.ptr != NULL)
 		OPENSSL_cleanse(line.ptr, line.cap);
-	buf_free(&raw);
 	buf_free(&line);
 	return rc;
 }

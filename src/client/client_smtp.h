@@ -77,6 +77,10 @@ int client_smtp_read_line(struct client_smtp *s, char *line, size_t linesz, size
 int client_smtp_read_reply(struct client_smtp *s);
 /* Send "line" CRLF (traced as shown, e.g. "AUTH PLAIN ****"; NULL: as sent). */
 int client_smtp_send_line(struct client_smtp *s, const char *line, const char *shown);
+/* line = "AUTH PLAIN " + base64("\0user\0pass") (RFC 4616), NUL-terminated; line is
+ * reset first. The clear-text copy made on the way is wiped; wiping line is the
+ * caller's job. 0 or -ENOMEM/-ENOSPC. */
+int client_smtp_plain_line(struct buf *line, const char *user, const char *pass);
 /* Parse an EHLO reply's keywords into the has_* fields. */
 void client_smtp_parse_ehlo(struct client_smtp *s, const struct client_reply *r);
 /* Split "host", "host:port", "[v6]:port"; port left as def when absent. */
