@@ -74,6 +74,15 @@ def wait_until(pred, timeout=5.0, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def rss_kb(pid):
+    """Resident set size of a process in KiB (VmRSS)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def maildir_new(data_dir, addr):
     """<data>/mail/<domain>/<user>/Maildir/new/ for user@domain (lowercased)."""
     user, _, domain = addr.lower().rpartition("@")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import SMTPConn, all_stored, maildir_files, read_stored, wait_until
+from conftest import SMTPConn, all_stored, maildir_files, read_stored, rss_kb, wait_until
 
 STRICT = """\
 [listener 127.0.0.1:{port}]
@@ -54,14 +54,6 @@ def check_replies(raw):
 def codes(lines):
     """Reply codes of the final lines of each reply."""
     return [int(ln[:3]) for ln in lines if ln[3:4] == b" "]
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def start_txn(srv, rcpt="alice@example.com", sender="sender@example.net"):

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from conftest import SMTPConn, all_stored, wait_until
+from conftest import SMTPConn, all_stored, rss_kb, wait_until
 
 FAST_TIMEOUT = "command_timeout = 3\n"
 
@@ -21,14 +21,6 @@ ASAN = "asan" in str(os.environ.get("TERN_BUILD", ""))
 
 def rss_bound(kb):
     return 1 << 30 if ASAN else kb
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def served_quickly(srv, source="127.0.0.1"):
