@@ -167,6 +167,23 @@ static bool config_listener_same(const struct config_listener *a,
 	}
 }
 
+/* Free what a listener owns (its tls_cert_for list). */
+static void config_listener_clear(struct config_listener *l)
+{
+	free(l->tls_pairs);
+	l->tls_pairs = NULL;
+	l->ntls_pairs = 0;
+}
+
+const struct config_listener *config_find_listener(const struct config *c, const char *name)
+{
+	for (size_t i = 0; c != NULL && i < c->nlisteners; i++) {
+		if (strcmp(c->listeners[i].name, name) == 0)
+			return &c->listeners[i];
+	}
+	return NULL;
+}
+
 /* Append l unless full (-ENOSPC) or already there (-EEXIST). */
 static int config_listener_append(struct config *c, const struct config_listener *l)
 {
@@ -196,8 +213,11 @@ int config_add_listener(struct config *c, const char *spec, bool replace, char *
 		return rc;
 	}
 	l.lenient_lf = config_listener_is_loopback(&l);
-	if (replace)
+	if (replace) {
+		for (size_t i = 0; i < c->nlisteners; i++)
+			config_listener_clear(&c->listeners[i]);
 		c->nlisteners = 0;
+	}
 	rc = config_listener_append(c, &l);
 	if (rc == -EEXIST)
 		snprintf(err, errsz, "listener %s given twice", l.name);
@@ -267,6 +287,8 @@ void config_free(struct config *c)
 	config_aliases_free(c->aliases);
 	config_relay_free(&c->relay);
 	config_senders_free(c->senders);
+	for (size_t i = 0; i < c->nlisteners; i++)
+		config_listener_clear(&c->listeners[i]);
 	free(c);
 }
 
@@ -636,7 +658,103 @@ static int config_k_tls_file(struct config_parse *p, const char *key, char *val,
 
 static int config_k_tls_cert(struct config_parse *p, char *val)
 {
+	p->l->tls_cert_line = p->lineno;
 	return config_k_tls_file(p, "tls_cert", val, p->l->tls_cert, sizeof(p->l->tls_cert));
+}
+
+/* An SNI pattern: a host name, or "*." and a host name (one wildcard label). */
+static bool config_is_valid_sni_pattern(const char *s)
+{
+	if (s[0] == '*' && s[1] == '.')
+		s += 2;
+	return config_is_valid_domain(s);
+}
+
+/* The tls_cert_for pattern equal to name in this listener, or NULL. */
+static const struct config_tls_pair *config_sni_find(const struct config_listener *l,
+                                                     const char *name)
+{
+	size_t n = strlen(name);
+
+	for (size_t i = 0; i < l->ntls_pairs; i++) {
+		const char *s = l->tls_pairs[i].names;
+
+		while (*s != '\0') {
+			size_t m = strcspn(s, " ");
+
+			if (m == n && memcmp(s, name, n) == 0)
+				return &l->tls_pairs[i];
+			s += m;
+			s += *s == ' ';
+		}
+	}
+	return NULL;
+}
+
+/* "tls_cert_for = NAME[, NAME...] CERTFILE KEYFILE": the last two words are the files,
+ * the words before them (separated by blanks and/or commas) the server names. */
+static int config_k_tls_cert_for(struct config_parse *p, char *val)
+{
+	struct config_listener *l = p->l;
+	struct config_tls_pair *pair, *v;
+	char *words[2], *s, *end = val + strlen(val);
+	size_t len = 0;
+	int rc;
+
+	/* the last two words, from the end; each is cut off from the names before it */
+	for (int w = 1; w >= 0; w--) {
+		s = end;
+		while (s > val && s[-1] != ' ' && s[-1] != '\t')
+			s--;
+		if (s == val)
+			return CONFIG_PERR(p, "tls_cert_for: expected NAME[, NAME...] CERTFILE "
+			                      "KEYFILE");
+		words[w] = s;
+		end = s - 1;
+		while (end > val && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		*end = '\0';
+	}
+	if (l->ntls_pairs >= CONFIG_TLS_PAIRS_MAX)
+		return CONFIG_PERR(p, "tls_cert_for: too many (at most %d per listener)",
+		                   CONFIG_TLS_PAIRS_MAX);
+	v = realloc(l->tls_pairs, (l->ntls_pairs + 1) * sizeof(*v));
+	if (v == NULL)
+		return CONFIG_PERR(p, "out of memory");
+	l->tls_pairs = v;
+	pair = &v[l->ntls_pairs++]; /* counted at once: later names are checked against it */
+	memset(pair, 0, sizeof(*pair));
+	pair->line = p->lineno;
+	for (s = val; *s != '\0';) {
+		size_t n = strcspn(s, " \t,");
+		const struct config_tls_pair *dup;
+
+		if (n == 0) {
+			s++;
+			continue;
+		}
+		if (s[n] != '\0')
+			s[n++] = '\0';
+		config_lower(s);
+		if (!config_is_valid_sni_pattern(s))
+			return CONFIG_PERR(p, "tls_cert_for: '%s' is not a host name or *.domain",
+			                   s);
+		dup = config_sni_find(l, s);
+		if (dup != NULL)
+			return CONFIG_PERR(p, "tls_cert_for: %s given twice (first on line %u)", s,
+			                   dup->line);
+		if (len + strlen(s) + 2 > sizeof(pair->names))
+			return CONFIG_PERR(p, "tls_cert_for: too many names");
+		len += (size_t)snprintf(pair->names + len, sizeof(pair->names) - len, "%s%s",
+		                        len ? " " : "", s);
+		s += n;
+	}
+	if (len == 0)
+		return CONFIG_PERR(p, "tls_cert_for: no server name before the files");
+	rc = config_k_tls_file(p, "tls_cert_for", words[0], pair->cert, sizeof(pair->cert));
+	if (rc == 0)
+		rc = config_k_tls_file(p, "tls_cert_for", words[1], pair->key, sizeof(pair->key));
+	return rc;
 }
 
 static int config_k_tls_key(struct config_parse *p, char *val)
@@ -747,6 +865,11 @@ static int config_listener_finish(struct config_parse *p)
 	if ((l->tls_cert[0] != '\0') != (l->tls_key[0] != '\0'))
 		return config_err(p->err, p->errsz, p->path, l->line,
 		                  "listener %s: tls_cert and tls_key go together", l->name);
+	if (l->ntls_pairs > 0 && l->tls_cert[0] == '\0')
+		return config_err(p->err, p->errsz, p->path, l->tls_pairs[0].line,
+		                  "listener %s: tls_cert_for needs tls_cert and tls_key (the "
+		                  "certificate for clients that send no or an unknown name)",
+		                  l->name);
 	if (l->require_tls && l->tls != CONFIG_TLS_STARTTLS)
 		return config_err(p->err, p->errsz, p->path, l->line,
 		                  "listener %s: require_tls needs tls = starttls (implicit TLS is "
@@ -798,6 +921,7 @@ static const struct config_key config_keys[] = {
 	{"tls", CONFIG_SC_LISTENER, false, config_k_tls},
 	{"tls_cert", CONFIG_SC_LISTENER, false, config_k_tls_cert},
 	{"tls_key", CONFIG_SC_LISTENER, false, config_k_tls_key},
+	{"tls_cert_for", CONFIG_SC_LISTENER, true, config_k_tls_cert_for},
 	{"require_tls", CONFIG_SC_LISTENER, false, config_k_require_tls},
 	{"auth", CONFIG_SC_LISTENER, false, config_k_auth},
 	{"allow_plaintext_auth", CONFIG_SC_LISTENER, false, config_k_allow_plaintext_auth},

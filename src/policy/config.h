@@ -15,6 +15,18 @@
 
 enum config_tls { CONFIG_TLS_NONE, CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT };
 
+/* tls_cert_for (docs/CONFIG.md "Several certificates (SNI)"): a certificate and key
+ * sent to clients whose SNI server name matches one of names. */
+#define CONFIG_TLS_PAIRS_MAX 256
+#define CONFIG_TLS_NAMES_MAX 1024
+struct config_tls_pair {
+	char names[CONFIG_TLS_NAMES_MAX]; /* lowercase patterns separated by one space:
+	                                     "mx.example.org *.example.org" */
+	char cert[512];               /* PEM certificate chain path */
+	char key[512];                /* PEM private key path */
+	unsigned line;                /* where it was given in the config file */
+};
+
 struct config_listener {
 	char name[300];               /* as written: "127.0.0.1:2525", "[::1]:25" */
 	struct sockaddr_storage sa;   /* resolved numeric address */
@@ -30,6 +42,11 @@ struct config_listener {
 	                                 certificate is given, else none) */
 	char tls_cert[512];           /* PEM certificate chain path ("" = none) */
 	char tls_key[512];            /* PEM private key path */
+	unsigned tls_cert_line;       /* line of tls_cert (0: not from a file) */
+	struct config_tls_pair *tls_pairs; /* tls_cert_for, in file order; owned by the
+	                                      config (a copy of the struct borrows it for
+	                                      the config's lifetime); NULL if none */
+	size_t ntls_pairs;
 	bool require_tls;             /* MAIL and AUTH before STARTTLS: 530 5.7.0 */
 	bool auth;                    /* AUTH offered (needs a users file) */
 	bool allow_plaintext_auth;    /* AUTH also without TLS (loopback, tests) */
@@ -96,6 +113,9 @@ void config_free(struct config *c);
 /* Add/replace listeners from a "ADDR:PORT" string ("[v6]:port" for IPv6).
  * replace=true drops the configured ones first (first --listen on the command line). */
 int config_add_listener(struct config *c, const char *spec, bool replace, char *err, size_t errsz);
+
+/* The listener called name ("127.0.0.1:25"), or NULL. */
+const struct config_listener *config_find_listener(const struct config *c, const char *name);
 
 /* Is the client address in trusted_networks? */
 bool config_is_trusted(const struct config *c, const struct sockaddr *sa);

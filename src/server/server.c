@@ -83,7 +83,8 @@ struct server_cfg {
 struct server_listener {
 	int fd;
 	struct config_listener l; /* copy: survives config reloads */
-	struct tls_ctx *tls;      /* certificate and key; NULL without TLS; SIGHUP reloads */
+	struct tls_ctx *tls;      /* certificates and keys (tls_cert, tls_cert_for); NULL
+	                             without TLS; SIGHUP reloads */
 };
 
 struct conn;
@@ -913,8 +914,11 @@ static int server_conn_handshake(struct conn *c)
 	}
 	c->handshaking = false;
 	c->deadline = server_now() + c->cfg->c->cmd_timeout;
-	log_info("sid=%s event=tls client=%s version=%s cipher=%s", c->sid, c->ip,
-	         tls_conn_version(c->tls), tls_conn_cipher(c->tls));
+	const char *sni = tls_conn_servername(c->tls);
+	char esni[300];
+	log_info("sid=%s event=tls client=%s version=%s cipher=%s sni=\"%s\"", c->sid, c->ip,
+	         tls_conn_version(c->tls), tls_conn_cipher(c->tls),
+	         log_escape(esni, sizeof esni, sni, strnlen(sni, 256)));
 	if (smtp_server_wants_tls(c->s))
 		smtp_server_tls_started(c->s);
 	else
@@ -1295,7 +1299,7 @@ static int server_listen_one(struct server *srv, const struct config_listener *l
 	struct tls_ctx *tls = NULL;
 	if (l->tls != CONFIG_TLS_NONE) {
 		char err[700];
-		if (tls_ctx_new(&tls, l->tls_cert, l->tls_key, err, sizeof err) < 0) {
+		if (tls_ctx_for_listener(&tls, srv->cfg->c->source, l, err, sizeof err) < 0) {
 			log_error("event=tls-setup-failed listener=%s error=\"%s\"", l->name, err);
 			close(fd);
 			return -EINVAL;
@@ -1304,15 +1308,19 @@ static int server_listen_one(struct server *srv, const struct config_listener *l
 	struct server_listener *sl = &srv->listeners[srv->nlisteners++];
 	sl->fd = fd;
 	sl->l = *l;
+	sl->l.tls_pairs = NULL; /* borrowed from a config a reload may free; tls has them */
+	sl->l.ntls_pairs = 0;
 	sl->tls = tls;
 	int rc = ev_set(srv->loop, fd, EV_READ, server_on_listener, srv);
 	if (rc < 0)
 		return rc;
-	log_info("event=listening listener=%s lenient_lf=%s tls=%s auth=%s submission=%s", l->name,
+	log_info("event=listening listener=%s lenient_lf=%s tls=%s certificates=%zu auth=%s "
+	         "submission=%s",
+	         l->name,
 	         l->lenient_lf ? "yes" : "no",
 	         l->tls == CONFIG_TLS_IMPLICIT ? "implicit"
 	                                       : (l->tls == CONFIG_TLS_STARTTLS ? "starttls" : "none"),
-	         l->auth ? "yes" : "no", l->submission ? "yes" : "no");
+	         tls_ctx_count(tls), l->auth ? "yes" : "no", l->submission ? "yes" : "no");
 	return 0;
 }
 
@@ -1329,24 +1337,31 @@ static void server_close_listeners(struct server *srv)
 	}
 }
 
-/* SIGHUP: load every listener's certificate and key again; a listener whose files
- * do not load keeps its old ones. Sessions in progress keep theirs. */
-static void server_reload_tls(struct server *srv)
+/* SIGHUP, after the new config loaded: load every TLS listener's certificates again
+ * as that config gives them for the listener of the same address (tls_cert,
+ * tls_cert_for); a listener the new config lacks or runs without TLS reloads its old
+ * files. A listener whose files do not all load keeps its old set. Sessions in
+ * progress keep theirs. */
+static void server_reload_tls(struct server *srv, const struct config *nc)
 {
 	for (size_t i = 0; i < srv->nlisteners; i++) {
 		struct server_listener *sl = &srv->listeners[i];
+		const struct config_listener *nl = config_find_listener(nc, sl->l.name);
 		struct tls_ctx *t;
-		char err[700];
+		char err[1400];
 		if (sl->tls == NULL)
 			continue;
-		if (tls_ctx_new(&t, sl->l.tls_cert, sl->l.tls_key, err, sizeof err) < 0) {
+		if (nl == NULL || nl->tls == CONFIG_TLS_NONE)
+			nl = &sl->l;
+		if (tls_ctx_for_listener(&t, nc->source, nl, err, sizeof err) < 0) {
 			log_error("event=tls-reload result=failed listener=%s error=\"%s\"", sl->l.name,
 			          err);
 			continue;
 		}
 		tls_ctx_free(sl->tls); /* open sessions hold their own reference */
 		sl->tls = t;
-		log_info("event=tls-reload result=ok listener=%s", sl->l.name);
+		log_info("event=tls-reload result=ok listener=%s certificates=%zu", sl->l.name,
+		         tls_ctx_count(t));
 	}
 }
 
@@ -1377,7 +1392,6 @@ static void server_begin_stop(struct server *srv)
 
 static void server_reload(struct server *srv)
 {
-	server_reload_tls(srv);
 	if (srv->config_path == NULL) {
 		log_info("event=reload result=skipped reason=no-config-file");
 		return;
@@ -1388,6 +1402,7 @@ static void server_reload(struct server *srv)
 		log_error("event=reload result=failed error=\"%s\" (keeping the old config)", err);
 		return;
 	}
+	server_reload_tls(srv, nc);
 	struct server_cfg *sc = server_cfg_new(nc);
 	if (sc == NULL) {
 		config_free(nc);

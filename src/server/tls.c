@@ -1,8 +1,9 @@
 /* tls.c - TLS for ternd's sessions with OpenSSL 3 (see tls.h).
  *
- * Does: build one SSL_CTX per listener (TLS 1.2 and 1.3 only, a modern cipher list
- * with server preference, no compression, no renegotiation, no session tickets
- * state on disk), and drive non-blocking SSL_accept/SSL_read/SSL_write for one
+ * Does: build one SSL_CTX per certificate of a listener (TLS 1.2 and 1.3 only, a
+ * modern cipher list with server preference, no compression, no renegotiation, no
+ * session tickets state on disk), pick the certificate by the client's SNI server
+ * name (tls_cert_for), and drive non-blocking SSL_accept/SSL_read/SSL_write for one
  * socket. Does not: touch the event loop, the SMTP engine or the socket's lifetime
  * (server.c owns all three), verify client certificates, or log.
  */
@@ -14,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "policy/config.h"
 #include "server/ev.h"
 
 /* TLS 1.2 suites with forward secrecy and AEAD only (Mozilla "intermediate"). */
@@ -25,11 +28,18 @@
 	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
 
 struct tls_ctx {
-	SSL_CTX *ctx;
+	SSL_CTX *ctx;        /* the default certificate: every session starts on it */
+	SSL_CTX **sni;       /* the tls_cert_for ones, in configuration order */
+	char **names;        /* names[i]: sni[i]'s patterns, separated by one space */
+	size_t nsni;
+	unsigned refs;       /* the owner's, plus one per tls_conn: the servername
+	                        callback may run after a SIGHUP replaced this set. Loop
+	                        thread only, like every tls_* call. */
 };
 
 struct tls_conn {
 	SSL *ssl;
+	struct tls_ctx *ctx; /* a reference */
 	unsigned want;
 	char err[160];
 };
@@ -45,53 +55,219 @@ static void tls_err_string(char *out, size_t outsz)
 	ERR_clear_error();
 }
 
-int tls_ctx_new(struct tls_ctx **out, const char *cert, const char *key, char *err, size_t errsz)
-{
-	struct tls_ctx *t = calloc(1, sizeof *t);
-	char msg[200];
+/* ---- server name matching (no OpenSSL, unit-tested) ---- */
 
-	*out = NULL;
-	if (t == NULL) {
-		snprintf(err, errsz, "out of memory");
-		return -ENOMEM;
+/* Does the pattern (lowercase: "mx.example.org" or "*.example.org") match the first
+ * n bytes of name (any case)? A wildcard stands for exactly one non-empty label. */
+static bool tls_sni_match_n(const char *pattern, size_t plen, const char *name, size_t n)
+{
+	if (plen >= 2 && pattern[0] == '*' && pattern[1] == '.') {
+		size_t sfx = plen - 1; /* ".example.org" */
+
+		if (n <= sfx || strncasecmp(name + n - sfx, pattern + 1, sfx) != 0)
+			return false;
+		return memchr(name, '.', n - sfx) == NULL;
 	}
+	return plen == n && strncasecmp(pattern, name, n) == 0;
+}
+
+bool tls_sni_match(const char *pattern, const char *name)
+{
+	return tls_sni_match_n(pattern, strlen(pattern), name, strlen(name));
+}
+
+/* Does one of the space-separated patterns match? Exact names only, or wildcards only. */
+static bool tls_sni_list_match(const char *list, const char *name, size_t n, bool wild)
+{
+	while (*list != '\0') {
+		size_t m = strcspn(list, " ");
+
+		if ((list[0] == '*') == wild && tls_sni_match_n(list, m, name, n))
+			return true;
+		list += m;
+		list += *list == ' ';
+	}
+	return false;
+}
+
+int tls_sni_pick(const char *const *lists, size_t nlists, const char *name)
+{
+	size_t n;
+
+	if (name == NULL)
+		return -1;
+	n = strlen(name);
+	if (n > 0 && name[n - 1] == '.')
+		n--; /* "mx.example.org." is mx.example.org */
+	if (n == 0 || memchr(name, ' ', n) != NULL)
+		return -1;
+	/* an exact name wins over a wildcard, wherever each is listed */
+	for (int wild = 0; wild < 2; wild++) {
+		for (size_t i = 0; i < nlists; i++) {
+			if (tls_sni_list_match(lists[i], name, n, wild != 0))
+				return (int)i;
+		}
+	}
+	return -1;
+}
+
+/* ---- contexts ---- */
+
+/* An SSL_CTX with our protocol settings and one certificate. On error -EINVAL and
+ * the OpenSSL reason in msg. */
+static int tls_ssl_ctx_new(SSL_CTX **out, const char *cert, const char *key, char *msg,
+                           size_t msgsz)
+{
+	SSL_CTX *ctx;
+
 	ERR_clear_error();
-	t->ctx = SSL_CTX_new(TLS_server_method());
-	if (t->ctx == NULL)
+	*out = NULL;
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL)
 		goto fail;
-	SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(t->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION |
-	                                SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION |
+	                             SSL_OP_NO_RENEGOTIATION);
 	/* Client-initiated renegotiation is already off in OpenSSL 3 (it needs
 	 * SSL_OP_ALLOW_CLIENT_RENEGOTIATION); NO_RENEGOTIATION refuses every kind. */
-	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-	                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
-	if (SSL_CTX_set_cipher_list(t->ctx, TLS_CIPHERS_12) != 1)
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+	                          SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_12) != 1)
 		goto fail;
-	SSL_CTX_set_dh_auto(t->ctx, 1);
-	SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_SERVER);
-	SSL_CTX_set_session_id_context(t->ctx, (const unsigned char *)"ternd", 5);
-	if (SSL_CTX_use_certificate_chain_file(t->ctx, cert) != 1)
+	SSL_CTX_set_dh_auto(ctx, 1);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"ternd", 5);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
 		goto fail;
-	if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1)
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
 		goto fail;
-	if (SSL_CTX_check_private_key(t->ctx) != 1)
+	if (SSL_CTX_check_private_key(ctx) != 1)
 		goto fail;
-	*out = t;
+	*out = ctx;
 	return 0;
 fail:
-	tls_err_string(msg, sizeof msg);
-	snprintf(err, errsz, "%s / %s: %s", cert, key, msg[0] ? msg : "TLS setup failed");
+	tls_err_string(msg, msgsz);
+	if (msg[0] == '\0')
+		snprintf(msg, msgsz, "TLS setup failed");
+	SSL_CTX_free(ctx);
+	return -EINVAL;
+}
+
+/* ClientHello carried (or lacked) a server name: switch to its certificate. Runs
+ * inside SSL_accept on the loop thread; arg is the tls_ctx the session holds. */
+static int tls_on_servername(SSL *ssl, int *alert, void *arg)
+{
+	struct tls_ctx *t = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	int i = tls_sni_pick((const char *const *)t->names, t->nsni, name);
+
+	if (i >= 0 && SSL_set_SSL_CTX(ssl, t->sni[i]) == NULL) {
+		*alert = SSL_AD_INTERNAL_ERROR;
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	}
+	return SSL_TLSEXT_ERR_OK; /* no or unknown name: the default certificate */
+}
+
+int tls_ctx_new(struct tls_ctx **out, const struct tls_keypair *kp, size_t n, char *err,
+                size_t errsz)
+{
+	struct tls_ctx *t = NULL;
+	const char *where;
+	char msg[200];
+	size_t i = 0;
+
+	*out = NULL;
+	if (n == 0 || kp[0].names != NULL) {
+		snprintf(err, errsz, "no default certificate");
+		return -EINVAL;
+	}
+	t = calloc(1, sizeof *t);
+	if (t == NULL)
+		goto nomem;
+	t->refs = 1;
+	if (n > 1 && ((t->sni = calloc(n - 1, sizeof *t->sni)) == NULL ||
+	              (t->names = calloc(n - 1, sizeof *t->names)) == NULL))
+		goto nomem;
+	for (i = 0; i < n; i++) {
+		if (i > 0) {
+			if (kp[i].names == NULL || kp[i].names[0] == '\0') {
+				snprintf(msg, sizeof msg, "no server name");
+				goto fail;
+			}
+			t->names[i - 1] = strdup(kp[i].names);
+			if (t->names[i - 1] == NULL)
+				goto nomem;
+			t->nsni = i;
+		}
+		if (tls_ssl_ctx_new(i == 0 ? &t->ctx : &t->sni[i - 1], kp[i].cert, kp[i].key, msg,
+		                    sizeof msg) < 0)
+			goto fail;
+	}
+	if (t->nsni > 0) {
+		SSL_CTX_set_tlsext_servername_callback(t->ctx, tls_on_servername);
+		SSL_CTX_set_tlsext_servername_arg(t->ctx, t);
+	}
+	*out = t;
+	return 0;
+nomem:
+	snprintf(err, errsz, "out of memory");
+	tls_ctx_free(t);
+	return -ENOMEM;
+fail:
+	/* "FILE:LINE: tls_cert_for NAMES: CERT / KEY: reason" */
+	where = kp[i].where != NULL ? kp[i].where : "";
+	snprintf(err, errsz, "%s%s%s%s%s%s / %s: %s", where, where[0] ? ": " : "",
+	         kp[i].names ? "tls_cert_for " : "", kp[i].names ? kp[i].names : "",
+	         kp[i].names ? ": " : "", kp[i].cert, kp[i].key, msg);
 	tls_ctx_free(t);
 	return -EINVAL;
 }
 
+int tls_ctx_for_listener(struct tls_ctx **out, const char *source,
+                         const struct config_listener *l, char *err, size_t errsz)
+{
+	struct tls_keypair kp[CONFIG_TLS_PAIRS_MAX + 1];
+	char(*where)[600] = NULL;
+	size_t n = l->ntls_pairs < CONFIG_TLS_PAIRS_MAX ? l->ntls_pairs : CONFIG_TLS_PAIRS_MAX;
+	int rc;
+
+	*out = NULL;
+	where = calloc(n + 1, sizeof *where);
+	if (where == NULL) {
+		snprintf(err, errsz, "out of memory");
+		return -ENOMEM;
+	}
+	if (l->tls_cert_line > 0)
+		snprintf(where[0], sizeof where[0], "%s:%u: tls_cert", source, l->tls_cert_line);
+	kp[0] = (struct tls_keypair){NULL, l->tls_cert, l->tls_key, where[0]};
+	for (size_t i = 0; i < n; i++) {
+		const struct config_tls_pair *p = &l->tls_pairs[i];
+
+		snprintf(where[i + 1], sizeof where[0], "%s:%u", source, p->line);
+		kp[i + 1] = (struct tls_keypair){p->names, p->cert, p->key, where[i + 1]};
+	}
+	rc = tls_ctx_new(out, kp, n + 1, err, errsz);
+	free(where);
+	return rc;
+}
+
 void tls_ctx_free(struct tls_ctx *t)
 {
-	if (t == NULL)
+	if (t == NULL || --t->refs > 0)
 		return;
 	SSL_CTX_free(t->ctx);
+	for (size_t i = 0; i < t->nsni; i++) {
+		SSL_CTX_free(t->sni[i]);
+		free(t->names[i]);
+	}
+	free(t->sni);
+	free(t->names);
 	free(t);
+}
+
+size_t tls_ctx_count(const struct tls_ctx *t)
+{
+	return t == NULL ? 0 : 1 + t->nsni;
 }
 
 int tls_conn_new(struct tls_conn **out, struct tls_ctx *ctx, int fd)
@@ -107,6 +283,8 @@ int tls_conn_new(struct tls_conn **out, struct tls_ctx *ctx, int fd)
 		tls_conn_free(c);
 		return -ENOMEM;
 	}
+	c->ctx = ctx;
+	ctx->refs++;
 	SSL_set_accept_state(c->ssl);
 	*out = c;
 	return 0;
@@ -117,6 +295,7 @@ void tls_conn_free(struct tls_conn *c)
 	if (c == NULL)
 		return;
 	SSL_free(c->ssl);
+	tls_ctx_free(c->ctx);
 	free(c);
 }
 
@@ -221,6 +400,13 @@ const char *tls_conn_cipher(const struct tls_conn *c)
 int tls_conn_bits(const struct tls_conn *c)
 {
 	return SSL_get_cipher_bits(c->ssl, NULL);
+}
+
+const char *tls_conn_servername(const struct tls_conn *c)
+{
+	const char *n = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+
+	return n != NULL ? n : "";
 }
 
 const char *tls_conn_error(const struct tls_conn *c)

@@ -728,6 +728,81 @@ static void test_relative_paths(void **state)
 	config_free(c);
 }
 
+static void test_tls_cert_for(void **state)
+{
+	struct config *c;
+	char want[600];
+
+	config_test_write("c.pem", "x");
+	config_test_write("k.pem", "x");
+	config_test_write("a.pem", "x");
+	config_test_write("a.key", "x");
+	c = config_test_load("[listener 127.0.0.1:25]\n"
+	                     "tls_cert = c.pem\n"
+	                     "tls_key = k.pem\n"
+	                     "tls_cert_for = MX.Example.ORG, *.example.org a.pem a.key\n"
+	                     "tls_cert_for =\tother.example\t\ta.pem   a.key\n"
+	                     "[listener 127.0.0.1:26]\n");
+	assert_int_equal(c->listeners[0].tls, CONFIG_TLS_STARTTLS);
+	assert_int_equal(c->listeners[0].tls_cert_line, 2);
+	assert_int_equal(c->listeners[0].ntls_pairs, 2);
+	assert_string_equal(c->listeners[0].tls_pairs[0].names, "mx.example.org *.example.org");
+	snprintf(want, sizeof want, "%s/a.pem", test_dir);
+	assert_string_equal(c->listeners[0].tls_pairs[0].cert, want);
+	snprintf(want, sizeof want, "%s/a.key", test_dir);
+	assert_string_equal(c->listeners[0].tls_pairs[0].key, want);
+	assert_int_equal(c->listeners[0].tls_pairs[0].line, 4);
+	assert_string_equal(c->listeners[0].tls_pairs[1].names, "other.example");
+	assert_int_equal(c->listeners[0].tls_pairs[1].line, 5);
+	assert_int_equal(c->listeners[1].ntls_pairs, 0);
+	assert_null(c->listeners[1].tls_pairs);
+	assert_ptr_equal(config_find_listener(c, "127.0.0.1:26"), &c->listeners[1]);
+	assert_null(config_find_listener(c, "127.0.0.1:27"));
+	/* --listen replacing the configured listeners frees their pairs */
+	assert_int_equal(config_add_listener(c, "127.0.0.1:2600", true, NULL, 0), 0);
+	assert_int_equal(c->nlisteners, 1);
+	config_free(c);
+
+	config_test_expect_err("[listener 127.0.0.1:25]\ntls_cert = c.pem\ntls_key = k.pem\n"
+	                       "tls_cert_for = a.pem a.key\n",
+	                       "t.conf", 4, "expected NAME[, NAME...] CERTFILE KEYFILE");
+	config_test_expect_err("[listener 127.0.0.1:25]\ntls_cert = c.pem\ntls_key = k.pem\n"
+	                       "tls_cert_for = x.example a.pem\n",
+	                       "t.conf", 4, "expected NAME");
+	config_test_expect_err("[listener 127.0.0.1:25]\ntls_cert = c.pem\ntls_key = k.pem\n"
+	                       "tls_cert_for = , a.pem a.key\n",
+	                       "t.conf", 4, "no server name");
+	config_test_expect_err("[listener 127.0.0.1:25]\ntls_cert = c.pem\ntls_key = k.pem\n"
+	                       "tls_cert_for = a*.example a.pem a.key\n",
+	                       "t.conf", 4, "'a*.example' is not a host name or *.domain");
+	config_test_expect_err("[listener 127.0.0.1:25]\ntls_cert = c.pem\ntls_key = k.pem\n"
+	                       "tls_cert_for = * a.pem a.key\n",
+	                       "t.conf", 4, "not a host name");
+	config_test_expect_err("[listener 127.0.0.1:25]\ntls_cert = c.pem\ntls_key = k.pem\n"
+	                       "tls_cert_for = *.*.example a.pem a.key\n",
+	                       "t.conf", 4, "not a host name");
+	config_test_expect_err("[listener 127.0.0.1:25]\ntls_cert = c.pem\ntls_key = k.pem\n"
+	                       "tls_cert_for = x_y.example a.pem a.key\n",
+	                       "t.conf", 4, "not a host name");
+	config_test_expect_err("[listener 127.0.0.1:25]\ntls_cert = c.pem\ntls_key = k.pem\n"
+	                       "tls_cert_for = a.example a.pem a.key\n"
+	                       "tls_cert_for = b.example, A.EXAMPLE a.pem a.key\n",
+	                       "t.conf", 5, "a.example given twice (first on line 4)");
+	config_test_expect_err("[listener 127.0.0.1:25]\ntls_cert = c.pem\ntls_key = k.pem\n"
+	                       "tls_cert_for = a.example a.example a.pem a.key\n",
+	                       "t.conf", 4, "given twice");
+	config_test_expect_err("[listener 127.0.0.1:25]\ntls_cert = c.pem\ntls_key = k.pem\n"
+	                       "tls_cert_for = a.example missing.pem a.key\n",
+	                       "t.conf", 4, "tls_cert_for: cannot read");
+	config_test_expect_err("[listener 127.0.0.1:25]\ntls_cert = c.pem\ntls_key = k.pem\n"
+	                       "tls_cert_for = a.example a.pem missing.key\n",
+	                       "t.conf", 4, "missing.key");
+	config_test_expect_err("[listener 127.0.0.1:25]\ntls_cert_for = a.example a.pem a.key\n",
+	                       "t.conf", 2, "tls_cert_for needs tls_cert and tls_key");
+	config_test_expect_err("tls_cert_for = a.example a.pem a.key\n", "t.conf", 1,
+	                       "belongs in a [listener");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -743,6 +818,7 @@ int main(void)
 		cmocka_unit_test(test_postmaster_without_alias),
 		cmocka_unit_test(test_aliases_only),
 		cmocka_unit_test(test_relative_paths),
+		cmocka_unit_test(test_tls_cert_for),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, config_test_setup,
