@@ -28,13 +28,13 @@
 	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
 
 struct tls_ctx {
-	SSL_CTX *ctx;        /* the default certificate: every session starts on it */
-	SSL_CTX **sni;       /* the tls_cert_for ones, in configuration order */
-	char **names;        /* names[i]: sni[i]'s patterns, separated by one space */
+	SSL_CTX *ctx;  /* the default certificate: every session starts on it */
+	SSL_CTX **sni; /* the tls_cert_for ones, in configuration order */
+	char **names;  /* names[i]: sni[i]'s patterns, separated by one space */
 	size_t nsni;
-	unsigned refs;       /* the owner's, plus one per tls_conn: the servername
-	                        callback may run after a SIGHUP replaced this set. Loop
-	                        thread only, like every tls_* call. */
+	unsigned refs; /* the owner's, plus one per tls_conn: the servername
+	                  callback may run after a SIGHUP replaced this set. Loop
+	                  thread only, like every tls_* call. */
 };
 
 struct tls_conn {
@@ -223,8 +223,8 @@ fail:
 	return -EINVAL;
 }
 
-int tls_ctx_for_listener(struct tls_ctx **out, const char *source,
-                         const struct config_listener *l, char *err, size_t errsz)
+int tls_ctx_for_listener(struct tls_ctx **out, const char *source, const struct config_listener *l,
+                         char *err, size_t errsz)
 {
 	struct tls_keypair kp[CONFIG_TLS_PAIRS_MAX + 1];
 	char(*where)[600] = NULL;

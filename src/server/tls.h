@@ -31,8 +31,8 @@ int tls_ctx_new(struct tls_ctx **out, const struct tls_keypair *kp, size_t n, ch
                 size_t errsz);
 /* The same for a configured listener's tls_cert/tls_key and tls_cert_for pairs;
  * source is the config file named in errors. */
-int tls_ctx_for_listener(struct tls_ctx **out, const char *source,
-                         const struct config_listener *l, char *err, size_t errsz);
+int tls_ctx_for_listener(struct tls_ctx **out, const char *source, const struct config_listener *l,
+                         char *err, size_t errsz);
 /* Drop the owner's reference; sessions started on it keep theirs until they end. */
 void tls_ctx_free(struct tls_ctx *t);
 /* How many certificates (the default and the SNI ones). */
