@@ -21,6 +21,7 @@
  */
 #include "deliver/direct.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -34,16 +35,21 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "deliver/local.h"
 #include "deliver/maildir.h"
+#include "queue/journal.h"
 #include "util/buf.h"
 #include "util/log.h"
 
 #define DIRECT_STAGE 16384     /* converted bytes held before writing to the files */
 #define DIRECT_DEVS 8          /* filesystems remembered per batch for syncfs */
 #define DIRECT_PREFIX_MAX 2048 /* prefixes up to this go out in the same write */
+#define DIRECT_JOURNAL_MSG_MAX (1u << 20) /* bigger messages take the syncfs path */
+#define DIRECT_CKPT_NS 100000000L         /* checkpoint at least this often (100 ms) */
+#define DIRECT_REC_MAGIC 0x314d4454u      /* "TDM1": a journal record of direct.c */
 
 enum direct_fault_op {
 	DIRECT_FAULT_NONE,
@@ -51,6 +57,8 @@ enum direct_fault_op {
 	DIRECT_FAULT_FSYNC,
 	DIRECT_FAULT_RENAME,
 	DIRECT_FAULT_DIRSYNC,
+	DIRECT_FAULT_JOURNAL, /* the journal's fdatasync fails */
+	DIRECT_FAULT_PLACE,   /* putting a journaled copy into new/ fails (after its 250) */
 };
 
 struct direct_rcpt {
@@ -79,11 +87,28 @@ struct direct_msg {
 	int err; /* sticky */
 	void (*done)(void *arg, int err, const char *qid);
 	void *arg;
+	/* journal: the record (metadata, then the body as stored, LF line ends) */
+	bool jon;       /* still small enough for the journal */
+	struct buf jrec;
+	size_t jmeta;   /* bytes of jrec before the body */
+	uint64_t jseq;  /* > 0 once appended */
+	bool acked;     /* done() posted right after the journal sync */
+	struct direct_msg *ack_next;
+	atomic_int refs; /* the loop's ack and the publisher each hold one */
+};
+
+/* A journaled message that could not be put into its Maildirs after its 250: its
+ * record, retried at every checkpoint; the journal keeps it live meanwhile. */
+struct direct_retry {
+	struct direct_retry *next;
+	uint64_t seq;
+	struct buf rec;
 };
 
 struct direct {
 	char *data_dir, *pattern;
 	char host[256];
+	pid_t pid;
 	int efd;
 	enum direct_fault_op fault;
 	bool per_file_sync; /* fdatasync each file instead of syncfs (TERN_DIRECT_SYNC) */
@@ -92,7 +117,6 @@ struct direct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct direct_msg *pend_head, *pend_tail; /* loop -> committer */
-	struct direct_msg *done_head, *done_tail; /* committer -> loop */
 	bool pipelined;                           /* stage 2 thread publishes */
 	pthread_t th2;
 	bool started2;
@@ -101,6 +125,22 @@ struct direct {
 	bool stage_stop;
 	bool stopping;
 	unsigned long batches, msgs;
+	/* journal (docs/QUEUE.md "The journal"); NULL: every message takes syncfs */
+	struct journal *j;
+	dev_t jdev;
+	struct direct_msg *ack_head, *ack_tail; /* acknowledged early, under mu */
+	/* publisher thread only: */
+	uint64_t placed_below;     /* every journaled seq below is placed or in retry */
+	uint64_t retired;          /* last journal_retire() mark */
+	struct timespec last_ckpt, last_retry;
+	struct {
+		dev_t dev;
+		char *mbox;
+	} ckdev[DIRECT_DEVS]; /* filesystems with copies placed since the checkpoint */
+	size_t nckdev;
+	bool ck_overflow; /* more filesystems than ckdev holds: sync() instead */
+	struct direct_retry *retry;
+	unsigned long journaled;
 };
 
 static int direct_fault(const struct direct *d, enum direct_fault_op op)
@@ -122,7 +162,7 @@ static int direct_new_name(struct direct *d, struct direct_rcpt *r)
 	char base[512];
 	gettimeofday(&tv, NULL);
 	int n = snprintf(base, sizeof base, "%lld.M%ldP%ldQ%lu.%s", (long long)tv.tv_sec,
-	                 (long)tv.tv_usec, (long)getpid(), maildir_next_seq(), d->host);
+	                 (long)tv.tv_usec, (long)d->pid, maildir_next_seq(), d->host);
 	if (n < 0 || (size_t)n >= sizeof base)
 		return -ENAMETOOLONG;
 	char *b = strdup(base);
@@ -166,6 +206,13 @@ static int direct_flush(struct direct_msg *m)
 {
 	if (m->err)
 		return m->err;
+	if (m->jon && m->slen > 0) {
+		if (m->jrec.len + m->slen > DIRECT_JOURNAL_MSG_MAX ||
+		    buf_append(&m->jrec, m->stage, m->slen) < 0) {
+			m->jon = false; /* too big (or no memory): the syncfs path */
+			buf_free(&m->jrec);
+		}
+	}
 	int r = direct_fault(m->d, DIRECT_FAULT_WRITE);
 	/* The first write of a copy carries its prefix: one write(2), via a copy. */
 	char first[DIRECT_STAGE + DIRECT_PREFIX_MAX];
@@ -261,7 +308,489 @@ static int direct_publish(struct direct *d, struct direct_rcpt *rc)
 	return 0;
 }
 
-/* Steps 1-2 of a batch: finish the files, make their data durable. */
+/* ---- journal records ----
+ * Layout (host byte order; the journal is not moved between machines):
+ *   u32 magic "TDM1", u32 nr, u32 meta_len, u16 qid_len, qid NUL,
+ *   nr x { u16 mbox_len, mbox NUL, u16 base_len, base NUL, u16 orig_len, orig NUL,
+ *          u32 pre_len, pre }
+ *   body (everything after meta_len: the message as stored, LF line ends)
+ * Each copy is pre + body, in <mbox>/new/<base>,S=<pre_len + body_len>. */
+
+static int direct_rec_str(struct buf *b, const char *s)
+{
+	size_t n = strlen(s);
+	uint16_t l = (uint16_t)n;
+	if (n > UINT16_MAX - 1)
+		return -ENAMETOOLONG;
+	int r = buf_append(b, &l, sizeof l);
+	return r < 0 ? r : buf_append(b, s, n + 1);
+}
+
+/* The record's metadata, once every copy has its name (end of direct_msg_begin). */
+static int direct_rec_begin(struct direct_msg *m)
+{
+	uint32_t hdr[3] = {DIRECT_REC_MAGIC, (uint32_t)m->nr, 0};
+	struct buf *b = &m->jrec;
+	int r = buf_append(b, hdr, sizeof hdr);
+	if (r == 0)
+		r = direct_rec_str(b, m->qid);
+	for (size_t i = 0; r == 0 && i < m->nr; i++) {
+		struct direct_rcpt *rc = &m->r[i];
+		uint32_t pl = (uint32_t)rc->pre.len;
+		/* under data_dir: stored relative to it (marked by a leading \001), so a
+		 * data directory that moved (restored elsewhere, a relative data_dir and
+		 * another working directory) is still replayed into itself */
+		size_t dl = strlen(m->d->data_dir);
+		char rel[PATH_MAX];
+		const char *mb = rc->mbox;
+		if (strncmp(mb, m->d->data_dir, dl) == 0 && mb[dl] == '/' &&
+		    snprintf(rel, sizeof rel, "\001%s", mb + dl + 1) < (int)sizeof rel)
+			mb = rel;
+		if ((r = direct_rec_str(b, mb)) == 0 && (r = direct_rec_str(b, rc->base)) == 0 &&
+		    (r = direct_rec_str(b, rc->orig)) == 0 && (r = buf_append(b, &pl, sizeof pl)) == 0)
+			r = buf_append(b, rc->pre.ptr, rc->pre.len);
+	}
+	if (r < 0 || b->len > DIRECT_JOURNAL_MSG_MAX) {
+		buf_free(b);
+		m->jon = false;
+		return 0; /* not an error: the syncfs path takes it */
+	}
+	uint32_t meta = (uint32_t)b->len;
+	memcpy(b->ptr + 2 * sizeof(uint32_t), &meta, sizeof meta);
+	m->jmeta = b->len;
+	return 0;
+}
+
+struct direct_rec_rcpt {
+	const char *mbox, *base, *orig, *pre;
+	size_t prelen;
+};
+
+struct direct_rec {
+	const char *qid;
+	size_t nr;
+	struct direct_rec_rcpt r[DIRECT_RCPTS_MAX];
+	const char *body;
+	size_t bodylen;
+};
+
+static int direct_rec_get_str(const char **p, const char *end, const char **out)
+{
+	uint16_t l;
+	if ((size_t)(end - *p) < sizeof l)
+		return -EINVAL;
+	memcpy(&l, *p, sizeof l);
+	*p += sizeof l;
+	if ((size_t)(end - *p) < (size_t)l + 1 || (*p)[l] != '\0' || strlen(*p) != l)
+		return -EINVAL;
+	*out = *p;
+	*p += l + 1;
+	return 0;
+}
+
+/* Parse a record (it passed the journal's keyed checksum, but is checked anyway). */
+static int direct_rec_parse(const char *p, size_t n, struct direct_rec *rec)
+{
+	uint32_t hdr[3];
+	const char *end = p + n, *q = p;
+	if (n < sizeof hdr)
+		return -EINVAL;
+	memcpy(hdr, p, sizeof hdr);
+	if (hdr[0] != DIRECT_REC_MAGIC || hdr[1] == 0 || hdr[1] > DIRECT_RCPTS_MAX || hdr[2] > n)
+		return -EINVAL;
+	q += sizeof hdr;
+	const char *mend = p + hdr[2];
+	rec->nr = hdr[1];
+	if (direct_rec_get_str(&q, mend, &rec->qid) < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < rec->nr; i++) {
+		struct direct_rec_rcpt *rr = &rec->r[i];
+		uint32_t pl;
+		if (direct_rec_get_str(&q, mend, &rr->mbox) < 0 ||
+		    direct_rec_get_str(&q, mend, &rr->base) < 0 ||
+		    direct_rec_get_str(&q, mend, &rr->orig) < 0 || (size_t)(mend - q) < sizeof pl)
+			return -EINVAL;
+		memcpy(&pl, q, sizeof pl);
+		q += sizeof pl;
+		if ((size_t)(mend - q) < pl)
+			return -EINVAL;
+		rr->pre = q;
+		rr->prelen = pl;
+		q += pl;
+		/* a file name of ours: no directory parts */
+		if (rr->mbox[0] == '\0' || (rr->mbox[0] == '\001' && rr->mbox[1] == '\0') ||
+		    rr->base[0] == '\0' || rr->base[0] == '.' ||
+		    strchr(rr->base, '/') != NULL)
+			return -EINVAL;
+	}
+	if (q != mend)
+		return -EINVAL;
+	rec->body = mend;
+	rec->bodylen = (size_t)(end - mend);
+	return 0;
+}
+
+/* 1: path holds exactly pre + body; 0: it differs; -errno: cannot be read. */
+static int direct_same_content(const char *path, const char *pre, size_t prelen, const char *body,
+                               size_t bodylen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	int r = 0;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+	} else if ((uint64_t)st.st_size == (uint64_t)prelen + bodylen) {
+		size_t n = prelen + bodylen, got = 0;
+		char *b = malloc(n ? n : 1);
+		if (b == NULL) {
+			r = -ENOMEM;
+		} else {
+			while (got < n) {
+				ssize_t k = read(fd, b + got, n - got);
+				if (k < 0 && errno == EINTR)
+					continue;
+				if (k <= 0)
+					break;
+				got += (size_t)k;
+			}
+			r = got == n && memcmp(b, pre, prelen) == 0 &&
+			    memcmp(b + prelen, body, bodylen) == 0;
+			free(b);
+		}
+	}
+	close(fd);
+	return r;
+}
+
+/* Where is this copy already? 1: found complete (nothing to do); 0: not found, or
+ * found damaged; `target` is where to put it (new/<name>, or the damaged file's path
+ * so a reader's flags in cur/ are kept). */
+static int direct_find_copy(const struct direct_rec_rcpt *rr, const char *name, const char *body,
+                            size_t bodylen, char *target, size_t tsz)
+{
+	char path[PATH_MAX];
+	int r;
+	if ((r = direct_path(target, tsz, rr->mbox, "new", name, NULL)) < 0)
+		return r;
+	if (direct_same_content(target, rr->pre, rr->prelen, body, bodylen) == 1)
+		return 1;
+	if (access(target, F_OK) == 0)
+		return 0; /* damaged in new/: replace it */
+	if ((r = direct_path(path, sizeof path, rr->mbox, "cur", NULL, NULL)) < 0)
+		return r;
+	DIR *dir = opendir(path);
+	if (dir == NULL)
+		return 0;
+	size_t bl = strlen(rr->base);
+	struct dirent *de;
+	int found = 0;
+	while (found == 0 && (de = readdir(dir)) != NULL) {
+		if (strncmp(de->d_name, rr->base, bl) != 0 ||
+		    (de->d_name[bl] != ',' && de->d_name[bl] != ':'))
+			continue;
+		if (direct_path(path, sizeof path, rr->mbox, "cur", de->d_name, NULL) < 0)
+			continue;
+		if (direct_same_content(path, rr->pre, rr->prelen, body, bodylen) == 1) {
+			found = 1;
+		} else if (strlen(path) < tsz) {
+			memcpy(target, path, strlen(path) + 1);
+			break;
+		}
+	}
+	closedir(dir);
+	return found;
+}
+
+/* Put every copy of a record into its Maildir, durably (file and directory fsynced):
+ * for recovery and for retries, both rare. Copies already there are left alone. */
+static int direct_place_record(struct direct *d, const char *p, size_t n, const char *why)
+{
+	struct direct_rec rec;
+	char name[600], target[PATH_MAX], tmp[PATH_MAX], dir[PATH_MAX], e1[300];
+	int r = direct_rec_parse(p, n, &rec);
+	if (r < 0) {
+		log_error("event=journal-record-invalid");
+		return 0; /* nothing can ever be done with it: do not keep it live */
+	}
+	for (size_t i = 0; i < rec.nr; i++) {
+		struct direct_rec_rcpt rcopy = rec.r[i];
+		const struct direct_rec_rcpt *rr = &rcopy;
+		char mb[PATH_MAX];
+		if (rcopy.mbox[0] == '\001') { /* relative to data_dir */
+			if (snprintf(mb, sizeof mb, "%s/%s", d->data_dir, rcopy.mbox + 1) >=
+			    (int)sizeof mb)
+				return -ENAMETOOLONG;
+			rcopy.mbox = mb;
+		}
+		unsigned long long size = (unsigned long long)rr->prelen + rec.bodylen;
+		if (snprintf(name, sizeof name, "%s,S=%llu", rr->base, size) >= (int)sizeof name)
+			return -ENAMETOOLONG;
+		int f = direct_find_copy(rr, name, rec.body, rec.bodylen, target, sizeof target);
+		if (f < 0)
+			return f;
+		if (f == 1)
+			continue;
+		if ((r = direct_fault(d, DIRECT_FAULT_PLACE)) < 0)
+			return r;
+		if ((r = direct_path(tmp, sizeof tmp, rr->mbox, "tmp", rr->base, NULL)) < 0)
+			return r;
+		int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0 && errno == ENOENT) {
+			if ((r = maildir_create(rr->mbox)) < 0)
+				return r;
+			fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+		}
+		if (fd < 0)
+			return -errno;
+		r = direct_write_all(fd, rr->pre, rr->prelen);
+		if (r == 0)
+			r = direct_write_all(fd, rec.body, rec.bodylen);
+		if (r == 0 && fsync(fd) < 0)
+			r = -errno;
+		close(fd);
+		if (r == 0 && rename(tmp, target) < 0)
+			r = -errno;
+		if (r < 0) {
+			unlink(tmp);
+			return r;
+		}
+		snprintf(dir, sizeof dir, "%s", target);
+		char *slash = strrchr(dir, '/');
+		if (slash != NULL)
+			*slash = '\0';
+		if ((r = direct_fsync_dir(dir)) < 0)
+			return r;
+		log_info("qid=%s event=delivered rcpt=<%s> file=%s direct=yes %s=yes", rec.qid,
+		         log_escape(e1, sizeof e1, rr->orig, strlen(rr->orig)), name, why);
+	}
+	return 0;
+}
+
+static int direct_retry_add(struct direct *d, uint64_t seq, const void *p, size_t n)
+{
+	struct direct_retry *rt = calloc(1, sizeof *rt);
+	if (rt == NULL)
+		return -ENOMEM;
+	rt->seq = seq;
+	buf_init(&rt->rec, 0);
+	if (buf_append(&rt->rec, p, n) < 0) {
+		free(rt);
+		return -ENOMEM;
+	}
+	struct direct_retry **pp = &d->retry; /* kept in seq order */
+	while (*pp && (*pp)->seq < seq)
+		pp = &(*pp)->next;
+	rt->next = *pp;
+	*pp = rt;
+	return 0;
+}
+
+static void direct_retry_run(struct direct *d)
+{
+	for (struct direct_retry **pp = &d->retry; *pp;) {
+		struct direct_retry *rt = *pp;
+		int r = direct_place_record(d, rt->rec.ptr, rt->rec.len, "retried");
+		if (r < 0) {
+			log_warn("event=place-failed seq=%llu error=\"%s\" action=retry-later",
+			         (unsigned long long)rt->seq, strerror(-r));
+			pp = &rt->next;
+			continue;
+		}
+		*pp = rt->next;
+		buf_free(&rt->rec);
+		free(rt);
+	}
+}
+
+/* Recovery: called by journal_open for each live record. */
+static int direct_replay(void *arg, uint64_t seq, const void *p, size_t n)
+{
+	struct direct *d = arg;
+	int r = direct_place_record(d, p, n, "replayed");
+	if (r < 0 && direct_retry_add(d, seq, p, n) < 0)
+		log_error("event=journal-replay-failed seq=%llu error=\"out of memory\"",
+		          (unsigned long long)seq);
+	return r;
+}
+
+static void direct_ck_note(struct direct *d, const struct direct_rcpt *rc)
+{
+	for (size_t k = 0; k < d->nckdev; k++)
+		if (d->ckdev[k].dev == rc->dev)
+			return;
+	if (d->nckdev == DIRECT_DEVS) {
+		d->ck_overflow = true;
+		return;
+	}
+	d->ckdev[d->nckdev].dev = rc->dev;
+	d->ckdev[d->nckdev].mbox = strdup(rc->mbox);
+	if (d->ckdev[d->nckdev].mbox == NULL) {
+		d->ck_overflow = true;
+		return;
+	}
+	d->nckdev++;
+}
+
+static long long direct_ns_since(const struct timespec *a, const struct timespec *b)
+{
+	return (long long)(b->tv_sec - a->tv_sec) * 1000000000LL + (b->tv_nsec - a->tv_nsec);
+}
+
+enum direct_ck_mode {
+	DIRECT_CK_BUSY,  /* after a batch: when 100 ms passed or the ring is filling */
+	DIRECT_CK_IDLE,  /* nothing arriving: now */
+	DIRECT_CK_FINAL, /* shutting down: now, retries included */
+};
+
+/* Make the copies placed since the last checkpoint durable (one syncfs per
+ * filesystem) and let the journal reuse their records; retry failed placements at
+ * most once a second. Publisher thread (or after it stopped). */
+static void direct_checkpoint(struct direct *d, enum direct_ck_mode mode)
+{
+	if (d->j == NULL)
+		return;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	bool fresh = d->placed_below > d->retired;
+	bool retry = d->retry != NULL && (mode == DIRECT_CK_FINAL ||
+	                                  direct_ns_since(&d->last_retry, &now) >= 1000000000LL);
+	if (!fresh && !retry)
+		return;
+	if (mode == DIRECT_CK_BUSY && !retry) {
+		uint64_t live, size;
+		journal_usage(d->j, &live, &size);
+		if (direct_ns_since(&d->last_ckpt, &now) < DIRECT_CKPT_NS && live < size / 4)
+			return;
+	}
+	d->last_ckpt = now;
+	if (retry) {
+		d->last_retry = now;
+		direct_retry_run(d);
+	}
+	int r = direct_fault(d, DIRECT_FAULT_FSYNC);
+	if (r == 0 && d->ck_overflow) {
+		sync();
+	} else {
+		for (size_t k = 0; r == 0 && k < d->nckdev; k++) {
+			if (d->ckdev[k].dev == d->jdev) {
+				r = syncfs(journal_fd(d->j)) < 0 ? -errno : 0;
+				continue;
+			}
+			int fd = open(d->ckdev[k].mbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (fd < 0 || syncfs(fd) < 0)
+				r = -errno;
+			if (fd >= 0)
+				close(fd);
+		}
+	}
+	if (r < 0) {
+		log_error("event=checkpoint-failed error=\"%s\" action=retry-later", strerror(-r));
+		return;
+	}
+	for (size_t k = 0; k < d->nckdev; k++)
+		free(d->ckdev[k].mbox);
+	d->nckdev = 0;
+	d->ck_overflow = false;
+	uint64_t below = d->placed_below;
+	if (d->retry != NULL && d->retry->seq < below)
+		below = d->retry->seq;
+	if (below > d->retired) {
+		journal_retire(d->j, below);
+		d->retired = below;
+	}
+}
+
+/* ---- committer ---- */
+
+/* Hand acknowledgements to the loop (each message's done() runs there). */
+static void direct_post(struct direct *d, struct direct_msg *head, struct direct_msg *tail,
+                        unsigned long n)
+{
+	if (head == NULL)
+		return;
+	pthread_mutex_lock(&d->mu);
+	d->msgs += n;
+	if (d->ack_tail)
+		d->ack_tail->ack_next = head;
+	else
+		d->ack_head = head;
+	d->ack_tail = tail;
+	pthread_mutex_unlock(&d->mu);
+	uint64_t one = 1;
+	ssize_t w = write(d->efd, &one, sizeof one);
+	(void)w; /* the counter only overflows after 2^64 writes */
+}
+
+static void direct_msg_free(struct direct_msg *m);
+
+static void direct_msg_unref(struct direct_msg *m)
+{
+	if (atomic_fetch_sub(&m->refs, 1) == 1)
+		direct_msg_free(m);
+}
+
+/* Step 1 of a batch: finish the files (the last staged bytes, a CR held back). */
+static void direct_batch_finish(struct direct_msg *list)
+{
+	for (struct direct_msg *m = list; m; m = m->next) {
+		if (m->err == 0 && m->pending_cr) {
+			m->pending_cr = false;
+			direct_stage_byte(m, '\r');
+		}
+		direct_flush(m);
+	}
+}
+
+/* Step 2, journal path: append each record, one fdatasync for all, acknowledge. */
+static void direct_batch_journal(struct direct *d, struct direct_msg *list)
+{
+	bool any = false;
+	for (struct direct_msg *m = list; m && d->j; m = m->next) {
+		if (m->err || !m->jon)
+			continue;
+		int64_t seq = journal_append(d->j, m->jrec.ptr, m->jrec.len);
+		if (seq == -ENOSPC || seq == -EMSGSIZE) { /* ring full: the syncfs path */
+			m->jon = false;
+			buf_free(&m->jrec);
+		} else if (seq < 0) {
+			m->err = (int)seq;
+		} else {
+			m->jseq = (uint64_t)seq;
+			any = true;
+		}
+	}
+	if (!any)
+		return;
+	int r = direct_fault(d, DIRECT_FAULT_JOURNAL);
+	if (r == 0)
+		r = journal_sync(d->j);
+	struct direct_msg *h = NULL, *t = NULL;
+	unsigned long n = 0;
+	for (struct direct_msg *m = list; m; m = m->next) {
+		if (m->jseq == 0 || m->err)
+			continue;
+		if (r < 0) { /* not durable: handled like any failed commit */
+			m->err = r;
+			continue;
+		}
+		m->acked = true;
+		m->ack_next = NULL;
+		if (t)
+			t->ack_next = m;
+		else
+			h = m;
+		t = m;
+		n++;
+	}
+	d->journaled += n;
+	direct_post(d, h, t, n);
+}
+
+/* Step 2, syncfs path (messages not acknowledged through the journal): per file
+ * (writeback of all started first, so the fdatasyncs share one journal commit), or
+ * one syncfs per filesystem. */
 static void direct_batch_sync(struct direct *d, struct direct_msg *list)
 {
 	struct {
@@ -270,22 +799,12 @@ static void direct_batch_sync(struct direct *d, struct direct_msg *list)
 	} devs[DIRECT_DEVS];
 	size_t ndev = 0;
 
-	/* 1. finish the files */
-	for (struct direct_msg *m = list; m; m = m->next) {
-		if (m->err == 0 && m->pending_cr) {
-			m->pending_cr = false;
-			direct_stage_byte(m, '\r');
-		}
-		direct_flush(m);
-	}
-	/* 2. make the data durable: per file (writeback of all started first, so the
-	 * fdatasyncs share one journal commit), or one syncfs per filesystem */
 	if (d->per_file_sync) {
 		for (struct direct_msg *m = list; m; m = m->next)
-			for (size_t i = 0; m->err == 0 && i < m->nr; i++)
+			for (size_t i = 0; m->err == 0 && !m->acked && i < m->nr; i++)
 				sync_file_range(m->r[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 		for (struct direct_msg *m = list; m; m = m->next) {
-			for (size_t i = 0; m->err == 0 && i < m->nr; i++) {
+			for (size_t i = 0; m->err == 0 && !m->acked && i < m->nr; i++) {
 				int r = direct_fault(d, DIRECT_FAULT_FSYNC);
 				if (r == 0 && fdatasync(m->r[i].fd) < 0)
 					r = -errno;
@@ -295,7 +814,7 @@ static void direct_batch_sync(struct direct *d, struct direct_msg *list)
 		}
 	}
 	for (struct direct_msg *m = d->per_file_sync ? NULL : list; m; m = m->next) {
-		for (size_t i = 0; m->err == 0 && i < m->nr; i++) {
+		for (size_t i = 0; m->err == 0 && !m->acked && i < m->nr; i++) {
 			struct direct_rcpt *rc = &m->r[i];
 			size_t k = 0;
 			while (k < ndev && devs[k].dev != rc->dev)
@@ -318,7 +837,8 @@ static void direct_batch_sync(struct direct *d, struct direct_msg *list)
 	}
 }
 
-/* Steps 3-5: rename into new/, fsync each new/ once, report. */
+/* Steps 3-5: rename into new/; for messages not yet acknowledged, fsync each new/
+ * once and report; journaled ones only need their checkpoint. */
 static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 {
 	/* 3. make them visible */
@@ -326,7 +846,9 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 		for (size_t i = 0; m->err == 0 && i < m->nr; i++) {
 			close(m->r[i].fd);
 			m->r[i].fd = -1;
-			int r = direct_publish(d, &m->r[i]);
+			int r = m->acked ? direct_fault(d, DIRECT_FAULT_PLACE) : 0;
+			if (r == 0)
+				r = direct_publish(d, &m->r[i]);
 			if (r < 0)
 				m->err = r;
 		}
@@ -336,7 +858,7 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 	for (struct direct_msg *m = list; m; m = m->next) {
 		for (size_t i = 0; i < m->nr; i++) {
 			struct direct_rcpt *rc = &m->r[i];
-			if (!rc->in_new)
+			if (!rc->in_new || m->acked)
 				continue;
 			rc->dir_err = 1; /* not yet synced */
 		}
@@ -361,6 +883,8 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 	}
 	/* 5. outcome */
 	char e1[300], e2[300];
+	struct direct_msg *h = NULL, *t = NULL;
+	unsigned long n = 0;
 	for (struct direct_msg *m = list; m; m = m->next) {
 		for (size_t i = 0; m->err == 0 && i < m->nr; i++)
 			if (m->r[i].dir_err < 0)
@@ -370,41 +894,65 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 				close(m->r[i].fd);
 			m->r[i].fd = -1;
 		}
-		if (m->err) {
+		if (m->acked) {
+			/* after its 250: never undone; the journal holds it until placed */
+			for (size_t i = 0; i < m->nr; i++)
+				if (m->r[i].in_new)
+					direct_ck_note(d, &m->r[i]);
+			if (m->err) {
+				log_error("qid=%s event=place-failed direct=yes error=\"%s\" "
+				          "action=retry-from-journal",
+				          m->qid, strerror(-m->err));
+				for (size_t i = 0; i < m->nr; i++) {
+					char p[PATH_MAX];
+					if (m->r[i].in_tmp && direct_path(p, sizeof p, m->r[i].mbox,
+					                                  "tmp", m->r[i].base, NULL) == 0)
+						unlink(p);
+					m->r[i].in_tmp = false;
+				}
+				if (direct_retry_add(d, m->jseq, m->jrec.ptr, m->jrec.len) < 0)
+					log_error("qid=%s event=place-failed error=\"out of memory\" "
+					          "action=replay-at-restart",
+					          m->qid);
+			}
+			if (m->jseq + 1 > d->placed_below)
+				d->placed_below = m->jseq + 1;
+		} else if (m->err) {
 			direct_msg_unlink(m);
 			log_warn("qid=%s event=commit-failed direct=yes error=\"%s\"", m->qid,
 			         strerror(-m->err));
-			continue;
 		}
-		for (size_t i = 0; i < m->nr; i++) {
-			struct direct_rcpt *rc = &m->r[i];
-			log_info("qid=%s event=delivered rcpt=<%s> mailbox=\"%s\" file=%s,S=%llu "
-			         "direct=yes",
-			         m->qid, log_escape(e1, sizeof e1, rc->orig, strlen(rc->orig)),
-			         log_escape(e2, sizeof e2, rc->mbox, strlen(rc->mbox)), rc->base,
-			         (unsigned long long)rc->size);
+		if (m->err == 0) {
+			for (size_t i = 0; i < m->nr; i++) {
+				struct direct_rcpt *rc = &m->r[i];
+				log_info("qid=%s event=delivered rcpt=<%s> mailbox=\"%s\" "
+				         "file=%s,S=%llu direct=yes%s",
+				         m->qid, log_escape(e1, sizeof e1, rc->orig, strlen(rc->orig)),
+				         log_escape(e2, sizeof e2, rc->mbox, strlen(rc->mbox)),
+				         rc->base, (unsigned long long)rc->size,
+				         m->acked ? " journal=yes" : "");
+			}
+		}
+		if (!m->acked) {
+			m->ack_next = NULL;
+			if (t)
+				t->ack_next = m;
+			else
+				h = m;
+			t = m;
+			n++;
 		}
 	}
-}
-
-/* Hand a finished batch to the loop. */
-static void direct_post(struct direct *d, struct direct_msg *list, struct direct_msg *tail)
-{
-	unsigned long n = 0;
-	for (struct direct_msg *m = list; m; m = m->next)
-		n++;
 	pthread_mutex_lock(&d->mu);
 	d->batches++;
-	d->msgs += n;
-	if (d->done_tail)
-		d->done_tail->next = list;
-	else
-		d->done_head = list;
-	d->done_tail = tail;
 	pthread_mutex_unlock(&d->mu);
-	uint64_t one = 1;
-	ssize_t w = write(d->efd, &one, sizeof one);
-	(void)w; /* the counter only overflows after 2^64 writes */
+	direct_post(d, h, t, n);
+	/* drop the publisher's hold (after the loop: posting keeps the loop's) */
+	for (struct direct_msg *m = list, *next; m; m = next) {
+		next = m->next;
+		direct_msg_unref(m);
+	}
+	direct_checkpoint(d, DIRECT_CK_BUSY);
 }
 
 /* Stage 1 (and, without the pipeline, everything): take every pending message,
@@ -426,10 +974,11 @@ static void *direct_committer_main(void *arg)
 				break;
 			continue;
 		}
+		direct_batch_finish(list);
+		direct_batch_journal(d, list);
 		direct_batch_sync(d, list);
 		if (!d->pipelined) {
 			direct_batch_publish(d, list);
-			direct_post(d, list, tail);
 			continue;
 		}
 		pthread_mutex_lock(&d->mu);
@@ -448,15 +997,33 @@ static void *direct_committer_main(void *arg)
 	return NULL;
 }
 
-/* Stage 2: publish synced batches (several at once if they queued up). */
+/* Stage 2: publish synced batches (several at once if they queued up); checkpoint
+ * the journal when idle too, so placed copies do not wait for the next message. */
 static void *direct_publisher_main(void *arg)
 {
 	struct direct *d = arg;
 	for (;;) {
 		pthread_mutex_lock(&d->mu);
-		while (d->stage_head == NULL && !d->stage_stop)
-			pthread_cond_wait(&d->cv2, &d->mu);
-		struct direct_msg *list = d->stage_head, *tail = d->stage_tail;
+		while (d->stage_head == NULL && !d->stage_stop) {
+			if (d->j != NULL && (d->placed_below > d->retired || d->retry != NULL)) {
+				struct timespec ts;
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				ts.tv_nsec += DIRECT_CKPT_NS;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				if (pthread_cond_timedwait(&d->cv2, &d->mu, &ts) == ETIMEDOUT &&
+				    d->stage_head == NULL && !d->stage_stop) {
+					pthread_mutex_unlock(&d->mu);
+					direct_checkpoint(d, DIRECT_CK_IDLE);
+					pthread_mutex_lock(&d->mu);
+				}
+			} else {
+				pthread_cond_wait(&d->cv2, &d->mu);
+			}
+		}
+		struct direct_msg *list = d->stage_head;
 		d->stage_head = d->stage_tail = NULL;
 		bool stop = d->stage_stop;
 		pthread_mutex_unlock(&d->mu);
@@ -466,7 +1033,6 @@ static void *direct_publisher_main(void *arg)
 			continue;
 		}
 		direct_batch_publish(d, list);
-		direct_post(d, list, tail);
 	}
 	return NULL;
 }
@@ -484,12 +1050,17 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 	d->efd = -1;
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_cond_init(&d->cv, NULL);
-	pthread_cond_init(&d->cv2, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->cv2, &ca);
+	pthread_condattr_destroy(&ca);
 	d->data_dir = strdup(data_dir);
 	d->pattern = strdup(pattern);
 	if (d->data_dir == NULL || d->pattern == NULL)
 		goto fail;
 	maildir_host_part(d->host, sizeof d->host, hostname);
+	d->pid = getpid();
 	const char *f = getenv("TERN_FAULT");
 	if (f != NULL) {
 		if (strcmp(f, "write") == 0)
@@ -500,11 +1071,56 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 			d->fault = DIRECT_FAULT_RENAME;
 		else if (strcmp(f, "dirsync") == 0)
 			d->fault = DIRECT_FAULT_DIRSYNC;
+		else if (strcmp(f, "journal") == 0)
+			d->fault = DIRECT_FAULT_JOURNAL;
+		else if (strcmp(f, "place") == 0)
+			d->fault = DIRECT_FAULT_PLACE;
 	}
 	f = getenv("TERN_DIRECT_SYNC");
 	d->per_file_sync = f != NULL && strcmp(f, "fdatasync") == 0;
 	f = getenv("TERN_DIRECT_PIPELINE");
 	d->pipelined = f == NULL || strcmp(f, "0") != 0;
+	f = getenv("TERN_DIRECT_JOURNAL");
+	if (f == NULL || strcmp(f, "0") != 0) {
+		/* the journal lives in the spool directory; replay what a crash left */
+		char jpath[PATH_MAX];
+		struct stat st;
+		f = getenv("TERN_JOURNAL_MAX");
+		uint64_t jmax = f ? strtoull(f, NULL, 10) : 0;
+		if (snprintf(jpath, sizeof jpath, "%s/spool/direct.journal", data_dir) >=
+		    (int)sizeof jpath) {
+			r = -ENAMETOOLONG;
+			goto fail;
+		}
+		char *slash = strrchr(jpath, '/');
+		*slash = '\0';
+		if (mkdir(jpath, 0700) < 0 && errno != EEXIST) {
+			r = -errno;
+			goto fail;
+		}
+		*slash = '/';
+		if ((r = journal_open(&d->j, jpath, jmax, direct_replay, d)) < 0) {
+			log_error("event=journal-open-failed file=\"%s\" error=\"%s\"", jpath,
+			          strerror(-r));
+			goto fail;
+		}
+		if (fstat(journal_fd(d->j), &st) < 0) {
+			r = -errno;
+			goto fail;
+		}
+		d->jdev = st.st_dev;
+		/* replayed copies were fsynced one by one: retire them, and write the mark
+		 * down so the next start does not replay them again */
+		uint64_t below = journal_next_seq(d->j);
+		if (d->retry != NULL && d->retry->seq < below)
+			below = d->retry->seq;
+		journal_retire(d->j, below);
+		d->retired = d->placed_below = below;
+		if (journal_append(d->j, NULL, 0) < 0 || journal_sync(d->j) < 0)
+			log_warn("event=journal-mark-failed");
+		clock_gettime(CLOCK_MONOTONIC, &d->last_ckpt);
+		d->last_retry = d->last_ckpt;
+	}
 	d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (d->efd < 0) {
 		r = -errno;
@@ -551,6 +1167,21 @@ void direct_close(struct direct *d)
 	}
 	if (d->started)
 		direct_run_completions(d);
+	/* every placed copy durable, the journal told so */
+	direct_checkpoint(d, DIRECT_CK_FINAL);
+	if (d->j != NULL && d->retired > 0 && (journal_append(d->j, NULL, 0) < 0 ||
+	                                       journal_sync(d->j) < 0))
+		log_warn("event=journal-mark-failed");
+	journal_close(d->j);
+	for (struct direct_retry *rt = d->retry, *next; rt; rt = next) {
+		next = rt->next;
+		log_error("event=place-failed seq=%llu action=replay-at-restart",
+		          (unsigned long long)rt->seq);
+		buf_free(&rt->rec);
+		free(rt);
+	}
+	for (size_t k = 0; k < d->nckdev; k++)
+		free(d->ckdev[k].mbox);
 	if (d->efd >= 0)
 		close(d->efd);
 	pthread_mutex_destroy(&d->mu);
@@ -579,6 +1210,7 @@ static void direct_msg_free(struct direct_msg *m)
 	}
 	free(m->r);
 	free(m->stage);
+	buf_free(&m->jrec);
 	free(m);
 }
 
@@ -588,14 +1220,16 @@ void direct_run_completions(struct direct *d)
 	ssize_t rd = read(d->efd, &v, sizeof v);
 	(void)rd; /* EAGAIN: nothing new, the list below is still checked */
 	pthread_mutex_lock(&d->mu);
-	struct direct_msg *list = d->done_head;
-	d->done_head = d->done_tail = NULL;
+	struct direct_msg *list = d->ack_head;
+	d->ack_head = d->ack_tail = NULL;
 	pthread_mutex_unlock(&d->mu);
 	while (list) {
-		struct direct_msg *next = list->next;
+		struct direct_msg *next = list->ack_next;
+		/* acknowledged through the journal: durable, whatever placing it meets
+		 * later (m->err may change on the publisher meanwhile) */
 		if (list->done)
-			list->done(list->arg, list->err, list->qid);
-		direct_msg_free(list);
+			list->done(list->arg, list->acked ? 0 : list->err, list->qid);
+		direct_msg_unref(list);
 		list = next;
 	}
 }
@@ -678,6 +1312,10 @@ int direct_msg_begin(struct direct *d, struct direct_msg **out, const struct spo
 	buf_free(&pre);
 	if (r < 0)
 		goto fail;
+	buf_init(&m->jrec, 0);
+	m->jon = d->j != NULL;
+	if (m->jon)
+		direct_rec_begin(m);
 	*out = m;
 	return 0;
 fail:
@@ -728,6 +1366,7 @@ void direct_msg_commit(struct direct_msg *m, void (*done)(void *arg, int err, co
 	m->done = done;
 	m->arg = arg;
 	m->next = NULL;
+	atomic_init(&m->refs, 2); /* the loop's acknowledgement, the publisher */
 	pthread_mutex_lock(&d->mu);
 	if (d->pend_tail)
 		d->pend_tail->next = m;

@@ -2,6 +2,7 @@
  * is O(1) and a callback may delete any fd (including its own) safely: events for
  * an fd deleted earlier in the same batch are skipped by a generation check. */
 #include "server/ev.h"
+#include "util/log.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -126,6 +127,13 @@ void ev_del(struct ev_loop *l, int fd)
 	memset(&l->regs[fd], 0, sizeof l->regs[fd]);
 }
 
+void ev_forget(struct ev_loop *l, int fd)
+{
+	if (fd < 0 || (size_t)fd >= l->nregs)
+		return;
+	memset(&l->regs[fd], 0, sizeof l->regs[fd]);
+}
+
 void ev_set_tick(struct ev_loop *l, unsigned period_ms, ev_tick_fn fn, void *arg)
 {
 	l->tick_ms = period_ms;
@@ -141,12 +149,14 @@ void ev_run(struct ev_loop *l)
 	uint32_t gens[256];
 	uint64_t next_tick = ev_now_ms() + l->tick_ms;
 	l->stop = false;
+	log_hold(true); /* this thread's log lines: one write per round */
 	while (!l->stop) {
 		int timeout = -1;
 		if (l->tick_fn) {
 			uint64_t now = ev_now_ms();
 			timeout = now >= next_tick ? 0 : (int)(next_tick - now);
 		}
+		log_flush();
 		int n = epoll_wait(l->epfd, evs, 256, timeout);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -182,4 +192,5 @@ void ev_run(struct ev_loop *l)
 			}
 		}
 	}
+	log_hold(false);
 }

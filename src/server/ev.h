@@ -24,6 +24,9 @@ int ev_set(struct ev_loop *loop, int fd, unsigned mask, ev_fd_fn fn, void *arg);
 /* Change the interest mask of a registered fd. */
 int ev_mask(struct ev_loop *loop, int fd, unsigned mask);
 void ev_del(struct ev_loop *loop, int fd);
+/* Forget fd without a system call, right before close(fd) (closing the last
+ * descriptor of a file takes it out of epoll). */
+void ev_forget(struct ev_loop *loop, int fd);
 /* Periodic callback every period_ms (one per loop). */
 void ev_set_tick(struct ev_loop *loop, unsigned period_ms, ev_tick_fn fn, void *arg);
 /* Run until ev_stop(). */

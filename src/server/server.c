@@ -221,7 +221,7 @@ static void server_conn_close(struct conn *c, const char *why)
 	if (c->fd >= 0) {
 		log_info("sid=%s event=disconnect client=%s reason=%s", c->sid, c->ip, why);
 		if (c->registered)
-			ev_del(c->srv->loop, c->fd);
+			ev_forget(c->srv->loop, c->fd); /* close() below takes it out of epoll */
 		c->registered = false;
 		if (c->tls != NULL && !c->handshaking)
 			tls_conn_shutdown(c->tls);
@@ -1040,6 +1040,11 @@ static void server_conn_update(struct conn *c)
 		server_conn_close(c, "eof");
 		return;
 	}
+	/* Waiting for a commit with nothing to send: leave the registration as it is
+	 * (two epoll_ctl calls per message saved); if the socket wakes us meanwhile,
+	 * io drops it from the loop until the commit is done. */
+	if (smtp_server_is_waiting(c->s) && pending == 0 && c->registered)
+		return;
 	unsigned mask = 0;
 	if (!smtp_server_is_waiting(c->s) && !smtp_server_is_closing(c->s) && !c->eof &&
 	    c->in.len < SERVER_INBUF_MAX)
@@ -1105,6 +1110,10 @@ static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned eve
 					return;
 				}
 				got += (size_t)r;
+				/* A short read drained the socket: epoll is level-triggered and
+				 * says when more comes (no read just to see EAGAIN). */
+				if (c->tls == NULL && (size_t)r < SERVER_READ_CHUNK)
+					break;
 				/* Let other sessions work; more comes next round. Bytes OpenSSL
 				 * already holds would not wake epoll, so those are always taken. */
 				if (got >= 2 * SERVER_READ_CHUNK &&

@@ -3,11 +3,16 @@
  * log_escape() before they reach a log line. */
 #ifndef TERN_LOG_H
 #define TERN_LOG_H
+#include <stdbool.h>
 #include <stddef.h>
 
 enum log_level { LOG_LV_DEBUG, LOG_LV_INFO, LOG_LV_WARN, LOG_LV_ERROR, LOG_LV_FATAL };
 
 void log_init(const char *progname, enum log_level min, int use_syslog);
+/* This thread's lines collect (up to 4 KiB) until log_flush() or a warning; off
+ * flushes. For the event loop: one write per round instead of one per line. */
+void log_hold(bool on);
+void log_flush(void);
 void log_msg(enum log_level lv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Escape peer bytes for a log line: printable ASCII kept, '"', '\\' and others as
  * \xHH, truncated to fit out (always NUL-terminated). Returns out. */

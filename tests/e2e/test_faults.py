@@ -57,9 +57,13 @@ def still_serves(srv):
 # TERN_FAULT: the spool's own hook
 
 
-@pytest.mark.parametrize("op", ["write", "fsync", "rename", "dirsync"])
-def test_tern_fault_never_250(ternd_factory, monkeypatch, op):
+@pytest.mark.parametrize("op,journal", [("write", "1"), ("journal", "1"), ("write", "0"),
+                                        ("fsync", "0"), ("rename", "0"), ("dirsync", "0")])
+def test_tern_fault_never_250(ternd_factory, monkeypatch, op, journal):
+    # local mail goes the direct path: through its journal (up to 1 MiB, "1"), or
+    # syncfs + rename + directory fsync ("0", as messages over 1 MiB do)
     monkeypatch.setenv("TERN_FAULT", op)
+    monkeypatch.setenv("TERN_DIRECT_JOURNAL", journal)
     srv = ternd_factory()
     for size in (10, 200 * 1024):  # buffered, and big enough to hit write() in DATA
         r = send(srv, "fault-%s" % op, b"x" * 70 + b"\r\n" * 1 + (b"y" * 998 + b"\r\n") * (size // 1000))

@@ -5,8 +5,9 @@ Puts ternd's data directory on a loop-mounted ext4 image with a long journal com
 interval (commit=60, so nothing reaches the image unless fsync forces it), sends
 mail from several clients, then freezes ternd (SIGSTOP) and copies the image while
 it is still mounted: the copy is what a disk would hold if the power failed at that
-instant. The copy is fsck'ed and mounted, and every message that got a 250 must be
-in it (in spool/queue/ or a Maildir), complete. A missing file fsync or directory
+instant. The copy is fsck'ed and mounted, ternd is started on it once (recovery:
+the journal replays into the Maildirs) and stopped, and every message that got a 250
+must be in it (in spool/queue/ or a Maildir), complete. A missing file fsync or directory
 fsync shows up as acknowledged messages missing from the copy.
 
 Usage: tests/stress/power_loss.py [BUILD_DIR] [SECONDS]   (defaults: build 10)
@@ -113,8 +114,38 @@ def main():
             print(r.stdout, r.stderr)
             print("power-loss: FAIL (%s)" % fsck)
             return 1
-        sh("mount", "-o", "loop,ro", str(copy), str(mnt2))
+        sh("mount", "-o", "loop", str(copy), str(mnt2))
         mounted.append(mnt2)
+        if os.environ.get("POWERLOSS_DEBUG"):
+            jr = (mnt2 / "var" / "spool" / "direct.journal").read_bytes()
+            with lock:
+                last = sorted(promised, key=lambda m: int(m.split("-")[2]))[-40:]
+            print("journal %d bytes; in it: %s" % (len(jr), [m for m in last if ("Subject: " + m + "\n").encode() in jr]))
+            print("not in it: %s" % [m for m in last if ("Subject: " + m + "\n").encode() not in jr])
+        # the machine comes back: ternd starts on the copy and recovers (replays its
+        # journal into the Maildirs, requeues what the spool holds), then stops
+        port2 = free_port()
+        with open(tmp / "ternd-recover.log", "wb") as log2:
+            rec = subprocess.Popen([str(build / "ternd"), "--listen", "127.0.0.1:%d" % port2,
+                                    "--data", str(mnt2 / "var")], stdout=log2, stderr=log2)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port2), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or rec.poll() is not None:
+                        rec.kill()
+                        print((tmp / "ternd-recover.log").read_text())
+                        print("power-loss: FAIL (ternd did not start on the copy)")
+                        return 1
+                    time.sleep(0.05)
+            rec.send_signal(signal.SIGTERM)
+            rec.wait(60)
+        rlog = (tmp / "ternd-recover.log").read_text()
+        replayed = rlog.count("replayed=yes")
+        if os.environ.get("POWERLOSS_DEBUG"):
+            print("\n".join(x for x in rlog.splitlines() if "journal" in x or "error" in x or "warn" in x))
         found, partial = {}, []
         var = mnt2 / "var"
         files = list((var / "spool" / "queue").glob("*")) + list(var.glob("mail/*/*/Maildir/new/*"))
@@ -130,9 +161,10 @@ def main():
         missing = sorted(set(promised) - set(found))
         bad = [m for m in promised if m in found and not found[m].endswith(
             promised[m].replace(b"\r\n", b"\n"))]
-        print("power-loss: %d acknowledged, %d found (%d files in the copy), %d missing, "
-              "%d incomplete; %s" % (len(promised), len(set(promised) & set(found)),
-                                    len(files), len(missing), len(bad) + len(partial), fsck))
+        print("power-loss: %d acknowledged, %d found (%d files in the copy, %d copies "
+              "replayed from the journal), %d missing, %d incomplete; %s" %
+              (len(promised), len(set(promised) & set(found)), len(files), replayed,
+               len(missing), len(bad) + len(partial), fsck))
         if missing or bad or partial:
             print("missing:", missing[:20], "bad:", bad[:10], "partial:", partial[:10])
             return 1
