@@ -455,8 +455,11 @@ def idle_memory(srv, n):
 LOADS = {
     "quick": [(10, 4096, 1000), (50, 4096, 1000), (10, 102400, 300)],
     "standard": [(10, 4096, 2000), (50, 4096, 2000), (10, 102400, 1000)],
+    # the grid of issue 4: 1/10/50/200 sessions x 4 KiB/100 KiB/10 MiB
     "scaling": [(1, 4096, 500), (10, 4096, 2000), (50, 4096, 3000), (200, 4096, 3000),
-                (10, 102400, 1000), (50, 102400, 1000), (4, 10485760, 40)],
+                (1, 102400, 200), (10, 102400, 1000), (50, 102400, 1000), (200, 102400, 1000),
+                (1, 10485760, 10), (10, 10485760, 40), (50, 10485760, 100),
+                (200, 10485760, 200)],
 }
 
 
@@ -559,6 +562,23 @@ def throughput(servers, loads, reps):
             print("| %s | %s | %s | %s | %s | %s | %s |" % (
                 load, srv.name, fmt_range(acc), fmt_range(dl) if dl else "- (stores nothing)",
                 fmt_range(cpu, 2), x_pf, x_sk))
+    print()
+    # the same medians as a grid: one row per load, one column per server
+    names = [srv.name for srv in servers]
+    print("| size | sessions | " + " | ".join(
+        "%s %s/s" % (n, "accepted" if n == "smtp-sink" else "delivered") for n in names) +
+        " | ternd MB/s delivered |")
+    print("|---|---|" + "---|" * len(names) + "---|")
+    for sessions, size, msgs in loads:
+        cells, mbs = [], "-"
+        for srv in servers:
+            rs = results[(sessions, size, srv.name)]
+            key = "delivered" if srv.delivers else "accepted"
+            med = statistics.median([r[key] for r in rs])
+            cells.append("%.0f" % med)
+            if srv.name == "ternd":
+                mbs = "%.1f" % (med * size / 1e6)
+        print("| %s | %d | %s | %s |" % (human(size), sessions, " | ".join(cells), mbs))
     print()
     return ok
 

@@ -246,7 +246,8 @@ static int journal_recover(struct journal *j, const char *path, journal_replay_f
 		}
 		off = end;
 	}
-	qsort(f, nf, sizeof *f, journal_found_cmp);
+	if (nf > 1)
+		qsort(f, nf, sizeof *f, journal_found_cmp);
 	j->retired_below = rb;
 	j->next_seq = maxseq + 1;
 	if (j->next_seq < rb)
