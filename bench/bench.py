@@ -498,6 +498,9 @@ def main():
                 servers.append(Postfix(top, procs=max(300, args.idle_postfix + 100)))
             elif name == "ternd":
                 servers.append(Ternd(top, args.ternd))
+            elif name == "ternd-relaxed":  # durability = relaxed: not the headline
+                servers.append(Ternd(top, args.ternd, extra_conf="durability = relaxed\n",
+                                     name=name))
             elif name.startswith("ternd:"):  # ternd:VAR=value, for experiments
                 k, _, v = name[6:].partition("=")
                 servers.append(Ternd(top, args.ternd, name=name, env={k: v}))

@@ -112,6 +112,7 @@ struct direct {
 	int efd;
 	enum direct_fault_op fault;
 	bool per_file_sync; /* fdatasync each file instead of syncfs (TERN_DIRECT_SYNC) */
+	atomic_bool relaxed; /* durability = relaxed: no journal, no sync */
 	pthread_t th;
 	bool started;
 	pthread_mutex_t mu;
@@ -799,6 +800,8 @@ static void direct_batch_sync(struct direct *d, struct direct_msg *list)
 	} devs[DIRECT_DEVS];
 	size_t ndev = 0;
 
+	if (atomic_load(&d->relaxed))
+		return; /* the renames alone; the kernel writes back when it likes */
 	if (d->per_file_sync) {
 		for (struct direct_msg *m = list; m; m = m->next)
 			for (size_t i = 0; m->err == 0 && !m->acked && i < m->nr; i++)
@@ -858,7 +861,7 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 	for (struct direct_msg *m = list; m; m = m->next) {
 		for (size_t i = 0; i < m->nr; i++) {
 			struct direct_rcpt *rc = &m->r[i];
-			if (!rc->in_new || m->acked)
+			if (!rc->in_new || m->acked || atomic_load(&d->relaxed))
 				continue;
 			rc->dir_err = 1; /* not yet synced */
 		}
@@ -1192,6 +1195,11 @@ void direct_close(struct direct *d)
 	free(d);
 }
 
+void direct_set_relaxed(struct direct *d, bool relaxed)
+{
+	atomic_store(&d->relaxed, relaxed);
+}
+
 int direct_event_fd(const struct direct *d)
 {
 	return d->efd;
@@ -1313,7 +1321,7 @@ int direct_msg_begin(struct direct *d, struct direct_msg **out, const struct spo
 	if (r < 0)
 		goto fail;
 	buf_init(&m->jrec, 0);
-	m->jon = d->j != NULL;
+	m->jon = d->j != NULL && !atomic_load(&d->relaxed);
 	if (m->jon)
 		direct_rec_begin(m);
 	*out = m;

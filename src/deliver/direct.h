@@ -16,6 +16,7 @@
 #ifndef TERN_DIRECT_H
 #define TERN_DIRECT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "queue/spool.h"
@@ -33,6 +34,10 @@ struct direct_msg;
  * with EIO, as in the spool (tests only). Returns 0 or -errno. */
 int direct_open(struct direct **out, const char *data_dir, const char *pattern,
                 const char *hostname);
+/* durability = relaxed (docs/CONFIG.md): from now on acknowledge after the rename
+ * into new/, with no sync at all (the journal is not written). For capture and test
+ * servers; a crash can lose what the kernel had not written back yet. */
+void direct_set_relaxed(struct direct *d, bool relaxed);
 /* Finishes pending commits and runs their completions, then frees. NULL is fine. */
 void direct_close(struct direct *d);
 int direct_event_fd(const struct direct *d);

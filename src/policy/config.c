@@ -597,6 +597,17 @@ static int config_k_syslog(struct config_parse *p, char *val)
 	return config_parse_bool(p, "syslog", val, &p->c->use_syslog);
 }
 
+static int config_k_durability(struct config_parse *p, char *val)
+{
+	if (strcmp(val, "full") == 0)
+		p->c->relaxed = false;
+	else if (strcmp(val, "relaxed") == 0)
+		p->c->relaxed = true;
+	else
+		return CONFIG_PERR(p, "durability: expected full or relaxed, not '%s'", val);
+	return 0;
+}
+
 static int config_k_lenient_lf(struct config_parse *p, char *val)
 {
 	return config_parse_bool(p, "lenient_lf", val, &p->l->lenient_lf);
@@ -905,6 +916,7 @@ static const struct config_key config_keys[] = {
 	{"max_connections_per_ip", CONFIG_SC_GLOBAL, false, config_k_max_connections_per_ip},
 	{"delivery_threads", CONFIG_SC_GLOBAL, false, config_k_delivery_threads},
 	{"syslog", CONFIG_SC_GLOBAL, false, config_k_syslog},
+	{"durability", CONFIG_SC_GLOBAL, false, config_k_durability},
 	{"lenient_lf", CONFIG_SC_LISTENER, false, config_k_lenient_lf},
 	{"vrfy", CONFIG_SC_LISTENER, false, config_k_vrfy},
 	{"expn", CONFIG_SC_LISTENER, false, config_k_expn},

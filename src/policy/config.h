@@ -87,6 +87,8 @@ struct config {
 	unsigned max_conn_per_ip;     /* per client IP */
 	unsigned delivery_threads;    /* local delivery workers, default 2 */
 	bool use_syslog;              /* log to syslog instead of stderr */
+	bool relaxed;                 /* durability = relaxed: local mail acknowledged
+	                                 without any sync (capture/test servers) */
 	struct config_cidr trusted[CONFIG_CIDR_MAX]; /* trusted_networks (relay without AUTH) */
 	size_t ntrusted;
 	unsigned auth_fail_delay;     /* seconds added per failed AUTH in a session */

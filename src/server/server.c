@@ -1419,6 +1419,7 @@ static void server_reload(struct server *srv)
 	}
 	server_cfg_unref(srv->cfg);
 	srv->cfg = sc;
+	direct_set_relaxed(srv->direct, nc->relaxed);
 	log_info("event=reload result=ok file=%s (listeners and data_dir need a restart)",
 	         srv->config_path);
 }
@@ -1613,6 +1614,10 @@ int server_run(struct server *srv)
 		log_error("event=startup-failed error=\"direct delivery: %s\"", strerror(-rc));
 		return 1;
 	}
+	direct_set_relaxed(srv->direct, cfg->relaxed);
+	if (cfg->relaxed)
+		log_warn("event=durability-relaxed reason=\"local mail is acknowledged without "
+		         "fsync: a crash can lose it (docs/CONFIG.md)\"");
 	ev_set(srv->loop, direct_event_fd(srv->direct), EV_READ, server_on_direct, srv);
 
 	struct relay_opts ro = {

@@ -150,6 +150,7 @@ BAD_CONFIGS = [
     ("[listener 127.0.0.1:2525]\nlenient_lf = perhaps\n", 2),
     ("[listener 127.0.0.1:99999]\n", 1),
     ("hostname\n", 1),
+    ("hostname = a.example\ndurability = sometimes\n", 2),
 ]
 
 

@@ -135,3 +135,20 @@ def test_kill9_under_load_loses_nothing(ternd_factory):
     for subj, raw in got.items():
         i = int(subj.split(b"-")[1])
         assert raw.endswith(b"\n\n" + b"x" * (i % 5000) + b"\n"), subj
+
+
+def test_durability_relaxed_acknowledges_after_the_rename_without_journal(ternd_factory):
+    """durability = relaxed (capture/test servers): the 250 comes once the copy is in
+    new/ (nothing synced, the journal untouched); ternd says so at start."""
+    t = ternd_factory(config="durability = relaxed\n")
+    jr = t.data_dir / "spool" / "direct.journal"
+    before = jr.read_bytes() if jr.exists() else b""
+    with smtplib.SMTP(t.host, t.port, timeout=10) as s:
+        for i in range(5):
+            s.sendmail("a@example.net", ["alice@example.com"], b"Subject: r%d\r\n\r\nx\r\n" % i)
+            # visible at the 250: the rename came first
+            assert len(maildir_files(maildir_new(t.data_dir, "alice@example.com"))) == i + 1
+    log = t.log()
+    assert "event=durability-relaxed" in log
+    assert "journal=yes" not in log
+    assert (jr.read_bytes() if jr.exists() else b"") == before
