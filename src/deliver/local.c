@@ -258,6 +258,7 @@ static int local_deliver_one(struct local_delivery *ld, const char *qid)
 	uint64_t body_off = 0;
 	int fd = -1, r, result = 0;
 	size_t ndone = 0, nremote = 0, ngaveup = 0;
+	bool owed = false; /* a recipient failed before this pass: a bounce is owed */
 	time_t now = time(NULL);
 
 	buf_init(&pre, 0);
@@ -290,12 +291,13 @@ static int local_deliver_one(struct local_delivery *ld, const char *qid)
 	for (size_t i = 0; i < env.nrcpts; i++) {
 		if (env.rcpts[i].done)
 			ndone++;
-		else if (env.rcpts[i].remote)
-			nremote++;
+		else if (env.rcpts[i].remote || env.rcpts[i].failed)
+			nremote++; /* failed: relay.c owes its bounce (QUEUE.md "Relay" step 1) */
+		owed = owed || (env.rcpts[i].failed && !env.rcpts[i].done);
 	}
 	for (size_t i = 0; i < env.nrcpts; i++) {
 		struct spool_rcpt *rc = &env.rcpts[i];
-		if (rc->done || rc->remote) /* remote ones: relay.c */
+		if (rc->done || rc->remote || rc->failed) /* remote and failed ones: relay.c */
 			continue;
 		log_escape(e1, sizeof e1, rc->orig, strlen(rc->orig));
 		if (ld->is_local != NULL && !ld->is_local(ld->is_local_arg, rc->domain)) {
@@ -310,8 +312,12 @@ static int local_deliver_one(struct local_delivery *ld, const char *qid)
 		if (r == 0)
 			r = maildir_deliver(mbox, ld->hostname, pre.ptr, pre.len, fd, (off_t)body_off,
 			                    st.st_size - (off_t)body_off, name, sizeof name);
-		if (r < 0 && ld->give_up_s > 0 && now - env.arrival >= (time_t)ld->give_up_s) {
-			/* past give_up: failed for good; relay.c bounces it (QUEUE.md) */
+		if (r < 0 && ld->give_up_s > 0 && now - env.arrival >= (time_t)ld->give_up_s &&
+		    !owed) {
+			/* past give_up: failed for good; relay.c bounces it (QUEUE.md). Not
+			 * while an earlier bounce is owed (left by a crash): that one's DSN id
+			 * would be skipped and its DSN, if made, sent as well as the new one;
+			 * this recipient is given up on the next pass instead */
 			char t[200];
 			snprintf(t, sizeof t, "550 5.2.0 local delivery failed until give_up: %s",
 			         strerror(-r));

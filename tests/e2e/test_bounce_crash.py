@@ -86,3 +86,44 @@ def test_kill_during_bounce_gives_exactly_one(ternd_factory, monkeypatch, point)
         assert rcv.messages == []
     finally:
         rcv.close()
+
+
+LOCAL_CONF = """
+hostname = sender.test
+local_domains = sender.test
+resolver = 127.0.0.1:9
+retry_first = 1s
+retry_max = 1s
+give_up = 3s
+"""
+
+
+@pytest.mark.parametrize("point", ["bounce-owed", "bounce-written", "bounce-recorded"])
+def test_kill_during_local_give_up_bounce_gives_exactly_one(ternd_factory, monkeypatch, point):
+    """The same for a local recipient that failed until give_up (its Maildir is a
+    regular file): local.c marks it failed, relay.c makes the bounce. After the
+    restart the failed recipient must not be tried again (or given up again, which
+    would make a second bounce under a new dsn-seq): it is relay's to finish."""
+    monkeypatch.setenv("TERN_KILL_AT", point)
+    t = ternd_factory(config=LOCAL_CONF, start=False)
+    box = t.mailbox("carol@sender.test")
+    box.parent.mkdir(parents=True, exist_ok=True)
+    box.write_bytes(b"not a directory\n")
+    t.start()
+    submit(t, ["carol@sender.test"], MSG)
+
+    rc = t.proc.wait(30)
+    assert rc == -signal.SIGKILL, "exit %r, not SIGKILL at %s:\n%s" % (rc, point, t.log())
+    assert maildir_files(t.mailbox("alice@sender.test")) == []
+
+    monkeypatch.delenv("TERN_KILL_AT")
+    t.restart()
+    t.wait_mail("alice@sender.test", timeout=20)
+    wait_until(lambda: queue_names(t) == [], timeout=15,
+               what="empty queue (left: %s)" % queue_names(t))
+    time.sleep(1.5)
+    files = maildir_files(t.mailbox("alice@sender.test"))
+    assert len(files) == 1, [f.name for f in files]
+    raw = files[0].read_bytes()
+    assert b"Action: failed" in raw and b"carol@sender.test" in raw
+    assert box.read_bytes() == b"not a directory\n"
