@@ -21,7 +21,7 @@ void client_usage(void)
 	      "commands:\n"
 	      "  send          compose and send a message over SMTP (tern send --help)\n"
 	      "  sendmail      sendmail(8)-compatible injection into the local ternd\n"
-	      "                (also when run as \"sendmail\")\n"
+	      "                (also when run as \"sendmail\"); -bs: SMTP on stdin/stdout\n"
 	      "  chat HOST[:PORT]  interactive SMTP session with explained replies\n"
 	      "  check-config FILE  check a ternd configuration file\n"
 	      "  passwd        hash a password (yescrypt) for a users file\n"

@@ -148,6 +148,8 @@ int client_send_submit(const struct client_send_opts *o, const char *from, char 
 
 	client_smtp_init(&s);
 	buf_init(&composed, 0);
+	if (o->err_out != NULL && o->err_out_sz > 0)
+		o->err_out[0] = '\0';
 	for (size_t i = 0; i < nrcpts; i++)
 		if (!client_is_ascii(rcpts[i], strlen(rcpts[i])))
 			smtputf8 = true;
@@ -167,8 +169,11 @@ int client_send_submit(const struct client_send_opts *o, const char *from, char 
 	so.auth_pass = o->password;
 	so.verbose = o->verbose;
 	so.timeout_s = o->timeout_s;
-	if ((rc = client_smtp_open(&s, &so)) < 0)
+	if ((rc = client_smtp_open(&s, &so)) < 0) {
+		if (o->last_reply != NULL)
+			*o->last_reply = s.reply;
 		goto smtp_fail;
+	}
 
 	const char *msg = src->raw;
 	size_t len = src->raw_len;
@@ -192,14 +197,18 @@ int client_send_submit(const struct client_send_opts *o, const char *from, char 
 			                "data anyway\n", host);
 	}
 	rc = client_smtp_transaction(&s, from, rcpts, nrcpts, msg, len, body8, smtputf8);
+	if (o->last_reply != NULL)
+		*o->last_reply = s.reply; /* before QUIT's 221 replaces it */
 	client_smtp_quit(&s);
 	if (rc < 0)
 		goto smtp_fail;
 	goto out;
 smtp_fail:
-	if (!o->quiet_tempfail || s.exit_code != EX_TEMPFAIL)
+	if (!o->quiet && (!o->quiet_tempfail || s.exit_code != EX_TEMPFAIL))
 		fprintf(stderr, "tern: %s\n", s.err);
 	ex = s.exit_code != 0 ? s.exit_code : EX_SOFTWARE;
+	if (o->err_out != NULL && o->err_out_sz > 0)
+		snprintf(o->err_out, o->err_out_sz, "%s", s.err);
 out:
 	client_smtp_close(&s);
 	buf_free(&composed);

@@ -22,7 +22,14 @@ struct client_send_opts {
 	char password[512];
 	bool verbose;
 	bool quiet_tempfail;       /* sendmail: a 4xx/network failure is not reported */
+	bool quiet;                /* sendmail -bs: no failure is printed (the caller
+	                              passes it on as an SMTP reply) */
 	int timeout_s;
+	/* Filled by client_send_submit when not NULL: the last reply the server gave,
+	 * and the one-line failure ("" after a success). */
+	struct client_reply *last_reply;
+	char *err_out;
+	size_t err_out_sz;
 };
 
 /* Either a composition (built after EHLO so 8BITMIME is known) or raw CRLF text. */

@@ -1,8 +1,8 @@
 /* client_sendmail.c - `tern sendmail` / `sendmail`: the sendmail(8) command-line
  * interface (recipients as arguments, -t, -i/-oi, -f, -F; other -o/-B/-N/-R options
- * accepted and ignored). Submits to the local ternd over SMTP; when ternd cannot be
- * reached (or answers 4xx) the message goes durably into the maildrop. Does not
- * implement -bs, -bp (mailq) or -q. */
+ * accepted and ignored; -bs hands over to client_sendmail_bs.c). Submits to the
+ * local ternd over SMTP; when ternd cannot be reached (or answers 4xx) the message
+ * goes durably into the maildrop. Does not implement -bp (mailq) or -q. */
 #include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -17,16 +17,20 @@
 #include "client/client_maildrop.h"
 #include "client/client_mime.h"
 #include "client/client_send.h"
+#include "client/client_sendmail.h"
 #include "util/limits.h"
 
 static void client_sendmail_usage(FILE *f)
 {
 	fputs("usage: tern sendmail [-t] [-i] [-f SENDER] [-F NAME] [-v] [--server HOST[:PORT]]\n"
 	      "                     [RECIPIENT...]  < message\n"
+	      "       tern sendmail -bs [-F NAME] [-v] [--server HOST[:PORT]]\n"
 	      "  -t          recipients also from To:, Cc:, Bcc: (Bcc: is removed)\n"
 	      "  -i, -oi     a line with a single \".\" does not end the message\n"
 	      "  -f SENDER   envelope sender (default: USER@HOST)\n"
 	      "  -F NAME     full name for an added From: header\n"
+	      "  -bs         speak SMTP on stdin/stdout (each message is handed over\n"
+	      "              as below before its 250)\n"
 	      "  other -o..., -B, -N, -R options are accepted and ignored\n"
 	      "submits to $TERN_SERVER (default 127.0.0.1:2525); when ternd is not reachable\n"
 	      "the message is queued in $TERN_MAILDROP (default ./var/maildrop) and exit is 0\n",
@@ -61,7 +65,7 @@ static bool client_sendmail_has_header(const char *p, size_t n)
 }
 
 /* Prepend From/Date/Message-ID when missing. */
-static int client_sendmail_fix_headers(struct buf *msg, const char *from, const char *fullname)
+int client_sendmail_fix_headers(struct buf *msg, const char *from, const char *fullname)
 {
 	struct buf h;
 	int rc = 0;
@@ -160,7 +164,7 @@ int client_sendmail_main(int argc, char **argv)
 	struct buf raw, msg;
 	const char *sender = NULL, *fullname = NULL, *maildrop = NULL;
 	char from[TERN_PATH_MAX];
-	bool tflag = false, iflag = false;
+	bool tflag = false, iflag = false, bsflag = false;
 	int ex = EX_OK, rc, i;
 
 	client_send_opts_init(&o);
@@ -214,8 +218,10 @@ int client_sendmail_main(int argc, char **argv)
 			continue; /* -oem, -odb, -oQ... are ignored */
 		}
 		if (a[1] == 'b') {
-			if (strcmp(a, "-bm") == 0)
+			if (strcmp(a, "-bm") == 0 || strcmp(a, "-bs") == 0) {
+				bsflag = a[2] == 's'; /* the last mode given wins */
 				continue;
+			}
 			fprintf(stderr, "tern sendmail: %s is not supported\n", a);
 			ex = EX_USAGE;
 			goto done;
@@ -236,6 +242,17 @@ int client_sendmail_main(int argc, char **argv)
 			else if (strchr("Umne", *c) == NULL)
 				fprintf(stderr, "tern sendmail: ignoring unknown option -%c\n", *c);
 		}
+	}
+	if (bsflag) {
+		/* the envelope comes from MAIL and RCPT; -f has nothing to name */
+		if (rcpts.n > 0 || tflag) {
+			fprintf(stderr, "tern sendmail: -bs takes its recipients from RCPT TO, "
+			                "not from arguments or -t\n");
+			ex = EX_USAGE;
+			goto done;
+		}
+		ex = client_sendmail_bs(&o, maildrop, fullname);
+		goto done;
 	}
 	if (sender != NULL) {
 		if (sender[0] == '\0' || strcmp(sender, "<>") == 0) {

@@ -1655,6 +1655,19 @@ void smtp_server_commit_done(struct smtp_server *s, int err, const char *qid)
 		smtp_server_say(s, false, 451, "4.3.0", "Local error in processing");
 }
 
+void smtp_server_commit_reply(struct smtp_server *s, const struct smtp_reply *r)
+{
+	struct smtp_server_reply out;
+
+	if (s->state != SMTP_ST_COMMIT)
+		return;
+	smtp_server_txn_end(s);
+	smtp_server_set(&out, 451, "4.3.0", "Local error in processing");
+	if (r->code >= 400)
+		smtp_server_policy(&out, r); /* a 2xx without a durable commit is never said */
+	smtp_server_respond(s, &out, false);
+}
+
 void smtp_server_timeout(struct smtp_server *s)
 {
 	char text[TERN_REPLY_LINE_MAX];

@@ -143,6 +143,9 @@ size_t smtp_server_feed(struct smtp_server *s, const char *p, size_t n);
 
 /* Result of data_commit: 0 -> "250 2.0.0 Ok: queued as <qid>", else 451/452. */
 void smtp_server_commit_done(struct smtp_server *s, int err, const char *qid);
+/* Result of data_commit when the glue has its own refusal (r->code 4xx or 5xx, e.g.
+ * the next hop's verdict passed on); anything else becomes 451 4.3.0. */
+void smtp_server_commit_reply(struct smtp_server *s, const struct smtp_reply *r);
 
 /* Deadline passed: 421 4.4.2 and close. Shutdown: 421 4.3.2 and close. */
 void smtp_server_timeout(struct smtp_server *s);

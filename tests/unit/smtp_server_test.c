@@ -1001,6 +1001,37 @@ static void test_commit_errors(void **st)
 	t_end();
 }
 
+/* The glue's own verdict after the dot (tern sendmail -bs passing on ternd's 5xx);
+ * a 2xx cannot slip through it. */
+static void test_commit_reply(void **st)
+{
+	struct smtp_reply r = {550, "5.1.1", "Refused by ternd: no such user"};
+	const char *msg = "MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\nx\r\n.\r\n";
+	const char *start = "250 2.1.0 Sender ok\r\n250 2.1.5 Recipient ok\r\n"
+	                    "354 End data with <CR><LF>.<CR><LF>\r\n";
+	char want[300];
+
+	t_start_default();
+	F.defer_commit = true;
+	t_feed(msg);
+	assert_string_equal(t_out(), start);
+	smtp_server_commit_reply(F.s, &r);
+	assert_string_equal(t_out(), "550 5.1.1 Refused by ternd: no such user\r\n");
+	assert_int_equal(smtp_server_state(F.s), SMTP_ST_READY);
+	smtp_server_commit_reply(F.s, &r); /* not in COMMIT: ignored */
+	assert_string_equal(t_out(), "");
+	r = (struct smtp_reply){250, "2.0.0", "looks fine"};
+	t_feed(msg);
+	smtp_server_commit_reply(F.s, &r);
+	snprintf(want, sizeof want, "%s451 4.3.0 Local error in processing\r\n", start);
+	assert_string_equal(t_out(), want);
+	r = (struct smtp_reply){0, "", ""};
+	t_feed(msg);
+	smtp_server_commit_reply(F.s, &r);
+	assert_string_equal(t_out(), want);
+	t_end();
+}
+
 static void test_pipelining(void **st)
 {
 	const char *in = "EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\n"
@@ -1439,6 +1470,7 @@ int main(void)
 		cmocka_unit_test(test_help_noop_rset_quit),
 		cmocka_unit_test(test_commit_deferred),
 		cmocka_unit_test(test_commit_errors),
+		cmocka_unit_test(test_commit_reply),
 		cmocka_unit_test(test_pipelining),
 		cmocka_unit_test(test_bdat),
 		cmocka_unit_test(test_bdat_sequence),

@@ -1,0 +1,20 @@
+/* client_sendmail.h - what `tern sendmail` (client_sendmail.c) and its SMTP-on-pipes
+ * mode `tern sendmail -bs` (client_sendmail_bs.c) share. */
+#ifndef TERN_CLIENT_SENDMAIL_H
+#define TERN_CLIENT_SENDMAIL_H
+
+#include "client/client_send.h"
+#include "util/buf.h"
+
+/* Prepend From: (from, with fullname as display name if given), Date: and
+ * Message-ID: when the message (CRLF text) lacks them. May replace msg's storage.
+ * 0 or -ENOMEM. */
+int client_sendmail_fix_headers(struct buf *msg, const char *from, const char *fullname);
+
+/* -bs: SMTP on stdin/stdout until QUIT or end of input; every message is submitted
+ * to ternd (o) or written into the maildrop (NULL: $TERN_MAILDROP or the default)
+ * before its 250. Returns a sysexits code. */
+int client_sendmail_bs(const struct client_send_opts *o, const char *maildrop,
+                       const char *fullname);
+
+#endif
