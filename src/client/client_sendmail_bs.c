@@ -142,7 +142,7 @@ static void client_bs_data_commit(void *ctx)
 	struct client_bs *b = ctx;
 	struct client_send_opts o = *b->o;
 	struct client_reply last;
-	char err[1024], qid[300], path[1300];
+	char err[1024], qid[300] = "", path[1300];
 	int ex, rc;
 
 	rc = client_sendmail_fix_headers(&b->msg, b->from[0] != '\0' ? b->from : "MAILER-DAEMON",
