@@ -37,12 +37,23 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime
 # small helpers
 
 
+_ISSUED_PORTS = set()
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port nobody listens on right now (the kernel picks it)."""
+    """A TCP port nobody listens on right now (the kernel picks it), and not one this
+    run handed out before: a test that asks for two ports before starting ternd
+    (a second listener) could otherwise get the same one twice ("duplicate
+    listener")."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _ISSUED_PORTS:
+            break
+    _ISSUED_PORTS.add(port)
+    return port
 
 
 def is_listening(port):
