@@ -47,7 +47,7 @@
 #define DIRECT_STAGE 16384     /* converted bytes held before writing to the files */
 #define DIRECT_DEVS 8          /* filesystems remembered per batch for syncfs */
 #define DIRECT_PREFIX_MAX 2048 /* prefixes up to this go out in the same write */
-#define DIRECT_JOURNAL_MSG_MAX (1u << 20) /* bigger messages take the syncfs path */
+#define DIRECT_JOURNAL_MSG_MAX (32u << 10) /* bigger messages take the syncfs path */
 #define DIRECT_CKPT_NS 100000000L         /* checkpoint at least this often (100 ms) */
 #define DIRECT_REC_MAGIC 0x314d4454u      /* "TDM1": a journal record of direct.c */
 
@@ -113,6 +113,8 @@ struct direct {
 	enum direct_fault_op fault;
 	bool per_file_sync; /* fdatasync each file instead of syncfs (TERN_DIRECT_SYNC) */
 	atomic_bool relaxed; /* durability = relaxed: no journal, no sync */
+	size_t jmsg_max;     /* records up to this size; bigger: the syncfs path */
+	long long ckpt_ns;   /* checkpoint interval while mail flows */
 	pthread_t th;
 	bool started;
 	pthread_mutex_t mu;
@@ -208,7 +210,7 @@ static int direct_flush(struct direct_msg *m)
 	if (m->err)
 		return m->err;
 	if (m->jon && m->slen > 0) {
-		if (m->jrec.len + m->slen > DIRECT_JOURNAL_MSG_MAX ||
+		if (m->jrec.len + m->slen > m->d->jmsg_max ||
 		    buf_append(&m->jrec, m->stage, m->slen) < 0) {
 			m->jon = false; /* too big (or no memory): the syncfs path */
 			buf_free(&m->jrec);
@@ -351,7 +353,7 @@ static int direct_rec_begin(struct direct_msg *m)
 		    (r = direct_rec_str(b, rc->orig)) == 0 && (r = buf_append(b, &pl, sizeof pl)) == 0)
 			r = buf_append(b, rc->pre.ptr, rc->pre.len);
 	}
-	if (r < 0 || b->len > DIRECT_JOURNAL_MSG_MAX) {
+	if (r < 0 || b->len > m->d->jmsg_max) {
 		buf_free(b);
 		m->jon = false;
 		return 0; /* not an error: the syncfs path takes it */
@@ -662,7 +664,10 @@ static void direct_checkpoint(struct direct *d, enum direct_ck_mode mode)
 	if (mode == DIRECT_CK_BUSY && !retry) {
 		uint64_t live, size;
 		journal_usage(d->j, &live, &size);
-		if (direct_ns_since(&d->last_ckpt, &now) < DIRECT_CKPT_NS && live < size / 4)
+		/* by time: the ring grows to hold 100 ms of mail (a checkpoint per
+		 * quarter of a small ring made one syncfs per few dozen messages) */
+		if (direct_ns_since(&d->last_ckpt, &now) < d->ckpt_ns &&
+		    live < journal_max_bytes(d->j) / 2)
 			return;
 	}
 	d->last_ckpt = now;
@@ -1088,6 +1093,10 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 		/* the journal lives in the spool directory; replay what a crash left */
 		char jpath[PATH_MAX];
 		struct stat st;
+		f = getenv("TERN_CKPT_MS"); /* experiments: bench/ */
+		d->ckpt_ns = f ? strtoll(f, NULL, 10) * 1000000LL : DIRECT_CKPT_NS;
+		f = getenv("TERN_JOURNAL_MSG_MAX");
+		d->jmsg_max = f ? (size_t)strtoull(f, NULL, 10) : DIRECT_JOURNAL_MSG_MAX;
 		f = getenv("TERN_JOURNAL_MAX");
 		uint64_t jmax = f ? strtoull(f, NULL, 10) : 0;
 		if (snprintf(jpath, sizeof jpath, "%s/spool/direct.journal", data_dir) >=

@@ -477,6 +477,11 @@ void journal_retire(struct journal *j, uint64_t below)
 	pthread_mutex_unlock(&j->mu);
 }
 
+uint64_t journal_max_bytes(const struct journal *j)
+{
+	return j->max;
+}
+
 uint64_t journal_next_seq(struct journal *j)
 {
 	return j->next_seq;

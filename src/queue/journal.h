@@ -55,5 +55,7 @@ void journal_retire(struct journal *j, uint64_t below);
 uint64_t journal_next_seq(struct journal *j);
 /* Bytes held by live (unretired) records, and the file's size now. */
 void journal_usage(struct journal *j, uint64_t *live, uint64_t *size);
+/* The most the file may grow to. */
+uint64_t journal_max_bytes(const struct journal *j);
 
 #endif

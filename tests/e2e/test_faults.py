@@ -60,10 +60,12 @@ def still_serves(srv):
 @pytest.mark.parametrize("op,journal", [("write", "1"), ("journal", "1"), ("write", "0"),
                                         ("fsync", "0"), ("rename", "0"), ("dirsync", "0")])
 def test_tern_fault_never_250(ternd_factory, monkeypatch, op, journal):
-    # local mail goes the direct path: through its journal (up to 1 MiB, "1"), or
-    # syncfs + rename + directory fsync ("0", as messages over 1 MiB do)
+    # local mail goes the direct path: through its journal ("1"; here for both sizes,
+    # by default up to 32 KiB), or syncfs + rename + directory fsync ("0", as bigger
+    # messages do)
     monkeypatch.setenv("TERN_FAULT", op)
     monkeypatch.setenv("TERN_DIRECT_JOURNAL", journal)
+    monkeypatch.setenv("TERN_JOURNAL_MSG_MAX", str(1 << 20))
     srv = ternd_factory()
     for size in (10, 200 * 1024):  # buffered, and big enough to hit write() in DATA
         r = send(srv, "fault-%s" % op, b"x" * 70 + b"\r\n" * 1 + (b"y" * 998 + b"\r\n") * (size // 1000))

@@ -83,7 +83,9 @@ def main():
             while not stop.is_set():
                 mid = "pl-%d-%d" % (n, i)
                 i += 1
-                body = "".join("%s line %d\r\n" % (mid, j) for j in range(20 + (i % 5) * 100))
+                # mostly small (the journal path); every 7th ~60 KB (the syncfs path)
+                lines = 3000 if i % 7 == 0 else 20 + (i % 5) * 100
+                body = "".join("%s line %d\r\n" % (mid, j) for j in range(lines))
                 raw = ("Subject: %s\r\n\r\n%sEND %s\r\n" % (mid, body, mid)).encode()
                 try:
                     with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
