@@ -301,7 +301,7 @@ done:
 
 static void control_serve(struct control *ctl, int fd)
 {
-	char req[CONTROL_REQ_MAX + 1];
+	char req[CONTROL_REQ_MAX + 1] = "";
 	size_t n = 0;
 	struct buf out;
 	struct timeval tv = {.tv_sec = 5};

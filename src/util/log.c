@@ -59,7 +59,8 @@ void log_msg(enum log_level lv, const char *fmt, ...)
 	if (len > sizeof line - 2)
 		len = sizeof line - 2;
 	line[len++] = '\n';
-	if (log_holding && len <= LOG_HOLD_MAX) {
+	_Static_assert(sizeof line <= LOG_HOLD_MAX, "a held line always fits the hold buffer");
+	if (log_holding) {
 		if (log_held + len > LOG_HOLD_MAX)
 			log_flush();
 		memcpy(log_hold_buf + log_held, line, len);
