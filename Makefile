@@ -105,6 +105,6 @@ stress: all
 	/usr/bin/python3 tests/stress/power_loss.py build 10
 
 clean:
-	rm -rf build build-asan build-bench build-fuzz
+	rm -rf build build-*
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,7 +1,0 @@
-build-dev/obj/src/policy/config_table.o: src/policy/config_table.c \
- src/policy/config_int.h src/policy/config.h src/policy/config_relay.h \
- src/util/limits.h
-src/policy/config_int.h:
-src/policy/config.h:
-src/policy/config_relay.h:
-src/util/limits.h:

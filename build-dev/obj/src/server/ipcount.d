@@ -1,3 +1,0 @@
-build-dev/obj/src/server/ipcount.o: src/server/ipcount.c \
- src/server/ipcount.h
-src/server/ipcount.h:
