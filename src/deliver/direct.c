@@ -143,6 +143,7 @@ struct direct {
 	size_t nckdev;
 	bool ck_overflow; /* more filesystems than ckdev holds: sync() instead */
 	struct direct_retry *retry;
+	uint64_t stuck; /* > 0: a record not placed and not held for retry (no memory) */
 	unsigned long journaled;
 };
 
@@ -571,23 +572,44 @@ static int direct_place_record(struct direct *d, const char *p, size_t n, const 
 	return 0;
 }
 
-static int direct_retry_add(struct direct *d, uint64_t seq, const void *p, size_t n)
+/* Keep a record whose copies are not all placed, to retry. Without memory for the
+ * copy, the journal keeps it: nothing at or above seq is retired until a restart
+ * replays it. */
+static void direct_retry_add(struct direct *d, uint64_t seq, const void *p, size_t n)
 {
 	struct direct_retry *rt = calloc(1, sizeof *rt);
-	if (rt == NULL)
-		return -ENOMEM;
-	rt->seq = seq;
-	buf_init(&rt->rec, 0);
-	if (buf_append(&rt->rec, p, n) < 0) {
-		free(rt);
-		return -ENOMEM;
+	if (rt != NULL) {
+		buf_init(&rt->rec, 0);
+		if (buf_append(&rt->rec, p, n) < 0) {
+			free(rt);
+			rt = NULL;
+		}
 	}
+	if (rt == NULL) {
+		log_error("event=place-failed seq=%llu error=\"out of memory\" "
+		          "action=replay-at-restart",
+		          (unsigned long long)seq);
+		if (d->stuck == 0 || seq < d->stuck)
+			d->stuck = seq;
+		return;
+	}
+	rt->seq = seq;
 	struct direct_retry **pp = &d->retry; /* kept in seq order */
 	while (*pp && (*pp)->seq < seq)
 		pp = &(*pp)->next;
 	rt->next = *pp;
 	*pp = rt;
-	return 0;
+}
+
+/* How far the journal may be retired: below `upto`, but never past a record whose
+ * copies are not all placed. */
+static uint64_t direct_retire_limit(const struct direct *d, uint64_t upto)
+{
+	if (d->retry != NULL && d->retry->seq < upto)
+		upto = d->retry->seq;
+	if (d->stuck != 0 && d->stuck < upto)
+		upto = d->stuck;
+	return upto;
 }
 
 static void direct_retry_run(struct direct *d)
@@ -612,9 +634,8 @@ static int direct_replay(void *arg, uint64_t seq, const void *p, size_t n)
 {
 	struct direct *d = arg;
 	int r = direct_place_record(d, p, n, "replayed");
-	if (r < 0 && direct_retry_add(d, seq, p, n) < 0)
-		log_error("event=journal-replay-failed seq=%llu error=\"out of memory\"",
-		          (unsigned long long)seq);
+	if (r < 0)
+		direct_retry_add(d, seq, p, n);
 	return r;
 }
 
@@ -656,7 +677,7 @@ static void direct_checkpoint(struct direct *d, enum direct_ck_mode mode)
 		return;
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	bool fresh = d->placed_below > d->retired;
+	bool fresh = direct_retire_limit(d, d->placed_below) > d->retired;
 	bool retry = d->retry != NULL && (mode == DIRECT_CK_FINAL ||
 	                                  direct_ns_since(&d->last_retry, &now) >= 1000000000LL);
 	if (!fresh && !retry)
@@ -699,9 +720,7 @@ static void direct_checkpoint(struct direct *d, enum direct_ck_mode mode)
 		free(d->ckdev[k].mbox);
 	d->nckdev = 0;
 	d->ck_overflow = false;
-	uint64_t below = d->placed_below;
-	if (d->retry != NULL && d->retry->seq < below)
-		below = d->retry->seq;
+	uint64_t below = direct_retire_limit(d, d->placed_below);
 	if (below > d->retired) {
 		journal_retire(d->j, below);
 		d->retired = below;
@@ -730,6 +749,16 @@ static void direct_post(struct direct *d, struct direct_msg *head, struct direct
 }
 
 static void direct_msg_free(struct direct_msg *m);
+
+static void direct_ack_push(struct direct_msg **h, struct direct_msg **t, struct direct_msg *m)
+{
+	m->ack_next = NULL;
+	if (*t)
+		(*t)->ack_next = m;
+	else
+		*h = m;
+	*t = m;
+}
 
 static void direct_msg_unref(struct direct_msg *m)
 {
@@ -782,12 +811,7 @@ static void direct_batch_journal(struct direct *d, struct direct_msg *list)
 			continue;
 		}
 		m->acked = true;
-		m->ack_next = NULL;
-		if (t)
-			t->ack_next = m;
-		else
-			h = m;
-		t = m;
+		direct_ack_push(&h, &t, m);
 		n++;
 	}
 	d->journaled += n;
@@ -918,10 +942,7 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 						unlink(p);
 					m->r[i].in_tmp = false;
 				}
-				if (direct_retry_add(d, m->jseq, m->jrec.ptr, m->jrec.len) < 0)
-					log_error("qid=%s event=place-failed error=\"out of memory\" "
-					          "action=replay-at-restart",
-					          m->qid);
+				direct_retry_add(d, m->jseq, m->jrec.ptr, m->jrec.len);
 			}
 			if (m->jseq + 1 > d->placed_below)
 				d->placed_below = m->jseq + 1;
@@ -942,12 +963,7 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 			}
 		}
 		if (!m->acked) {
-			m->ack_next = NULL;
-			if (t)
-				t->ack_next = m;
-			else
-				h = m;
-			t = m;
+			direct_ack_push(&h, &t, m);
 			n++;
 		}
 	}
@@ -1013,7 +1029,8 @@ static void *direct_publisher_main(void *arg)
 	for (;;) {
 		pthread_mutex_lock(&d->mu);
 		while (d->stage_head == NULL && !d->stage_stop) {
-			if (d->j != NULL && (d->placed_below > d->retired || d->retry != NULL)) {
+			if (d->j != NULL && (direct_retire_limit(d, d->placed_below) > d->retired ||
+			                     d->retry != NULL)) {
 				struct timespec ts;
 				clock_gettime(CLOCK_MONOTONIC, &ts);
 				ts.tv_nsec += DIRECT_CKPT_NS;
@@ -1123,9 +1140,7 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 		d->jdev = st.st_dev;
 		/* replayed copies were fsynced one by one: retire them, and write the mark
 		 * down so the next start does not replay them again */
-		uint64_t below = journal_next_seq(d->j);
-		if (d->retry != NULL && d->retry->seq < below)
-			below = d->retry->seq;
+		uint64_t below = direct_retire_limit(d, journal_next_seq(d->j));
 		journal_retire(d->j, below);
 		d->retired = d->placed_below = below;
 		if (journal_append(d->j, NULL, 0) < 0 || journal_sync(d->j) < 0)

@@ -46,7 +46,8 @@ struct journal_live {
 struct journal {
 	int fd;
 	uint64_t id;
-	uint64_t size, max;
+	uint64_t size; /* written under mu (journal_usage reads it elsewhere) */
+	uint64_t max;
 	uint64_t head; /* where the next record goes (append thread only) */
 	uint64_t next_seq;
 	pthread_mutex_t mu; /* the fields below */
@@ -379,7 +380,9 @@ static int journal_grow(struct journal *j, uint64_t need_end)
 		r = -errno;
 	if (r < 0)
 		return r;
+	pthread_mutex_lock(&j->mu); /* journal_usage reads it from other threads */
 	j->size = nsize;
+	pthread_mutex_unlock(&j->mu);
 	return 0;
 }
 
