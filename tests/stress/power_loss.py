@@ -42,6 +42,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+def start_ternd(build, data, logpath, timeout):
+    """ternd on a free loopback port with its data under `data`; returns (proc, port)
+    once it accepts connections, or (None, port) if it exits or stays deaf."""
+    port = free_port()
+    with open(logpath, "wb") as log:
+        proc = subprocess.Popen([str(build / "ternd"), "--listen", "127.0.0.1:%d" % port,
+                                 "--data", str(data)], stdout=log, stderr=log)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                proc.wait()
+                return None, port
+            time.sleep(0.05)
+
+
 def main():
     if os.geteuid() != 0:
         print("power-loss: SKIP (needs root for mount)")
@@ -61,19 +81,11 @@ def main():
             print("power-loss: SKIP (cannot loop-mount: %s)" % r.stderr.strip())
             return 0
         mounted.append(mnt)
-        port = free_port()
-        log = open(tmp / "ternd.log", "wb")
-        proc = subprocess.Popen([str(build / "ternd"), "--listen", "127.0.0.1:%d" % port,
-                                 "--data", str(mnt / "var")], stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        proc, port = start_ternd(build, mnt / "var", tmp / "ternd.log", 10)
+        if proc is None:
+            print((tmp / "ternd.log").read_text())
+            print("power-loss: FAIL (ternd did not start)")
+            return 1
         acked = {}
         lock = threading.Lock()
         stop = threading.Event()
@@ -126,24 +138,13 @@ def main():
             print("not in it: %s" % [m for m in last if ("Subject: " + m + "\n").encode() not in jr])
         # the machine comes back: ternd starts on the copy and recovers (replays its
         # journal into the Maildirs, requeues what the spool holds), then stops
-        port2 = free_port()
-        with open(tmp / "ternd-recover.log", "wb") as log2:
-            rec = subprocess.Popen([str(build / "ternd"), "--listen", "127.0.0.1:%d" % port2,
-                                    "--data", str(mnt2 / "var")], stdout=log2, stderr=log2)
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port2), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or rec.poll() is not None:
-                        rec.kill()
-                        print((tmp / "ternd-recover.log").read_text())
-                        print("power-loss: FAIL (ternd did not start on the copy)")
-                        return 1
-                    time.sleep(0.05)
-            rec.send_signal(signal.SIGTERM)
-            rec.wait(60)
+        rec, _ = start_ternd(build, mnt2 / "var", tmp / "ternd-recover.log", 30)
+        if rec is None:
+            print((tmp / "ternd-recover.log").read_text())
+            print("power-loss: FAIL (ternd did not start on the copy)")
+            return 1
+        rec.send_signal(signal.SIGTERM)
+        rec.wait(60)
         rlog = (tmp / "ternd-recover.log").read_text()
         replayed = rlog.count("replayed=yes")
         if os.environ.get("POWERLOSS_DEBUG"):

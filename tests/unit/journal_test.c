@@ -12,12 +12,12 @@
 #include <cmocka.h>
 
 #include "queue/journal.h"
+#include "tmpdir.h"
 #include "util/crc32c.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,19 +26,10 @@
 
 static char jt_dir[256], jt_path[300];
 
-static int jt_rm(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
 static int jt_setup(void **state)
 {
 	(void)state;
-	snprintf(jt_dir, sizeof jt_dir, "/tmp/journal_test.XXXXXX");
-	assert_non_null(mkdtemp(jt_dir));
+	tmpdir_make(jt_dir, sizeof jt_dir, "journal_test");
 	snprintf(jt_path, sizeof jt_path, "%s/j", jt_dir);
 	return 0;
 }
@@ -46,7 +37,7 @@ static int jt_setup(void **state)
 static int jt_teardown(void **state)
 {
 	(void)state;
-	nftw(jt_dir, jt_rm, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(jt_dir);
 	return 0;
 }
 
