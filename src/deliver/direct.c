@@ -114,7 +114,6 @@ struct direct {
 	bool per_file_sync; /* fdatasync each file instead of syncfs (TERN_DIRECT_SYNC) */
 	atomic_bool relaxed; /* durability = relaxed: no journal, no sync */
 	size_t jmsg_max;     /* records up to this size; bigger: the syncfs path */
-	long long ckpt_ns;   /* checkpoint interval while mail flows */
 	pthread_t th;
 	bool started;
 	pthread_mutex_t mu;
@@ -144,7 +143,6 @@ struct direct {
 	bool ck_overflow; /* more filesystems than ckdev holds: sync() instead */
 	struct direct_retry *retry;
 	uint64_t stuck; /* > 0: a record not placed and not held for retry (no memory) */
-	unsigned long journaled;
 };
 
 static int direct_fault(const struct direct *d, enum direct_fault_op op)
@@ -687,7 +685,7 @@ static void direct_checkpoint(struct direct *d, enum direct_ck_mode mode)
 		journal_usage(d->j, &live, &size);
 		/* by time: the ring grows to hold 100 ms of mail (a checkpoint per
 		 * quarter of a small ring made one syncfs per few dozen messages) */
-		if (direct_ns_since(&d->last_ckpt, &now) < d->ckpt_ns &&
+		if (direct_ns_since(&d->last_ckpt, &now) < DIRECT_CKPT_NS &&
 		    live < journal_max_bytes(d->j) / 2)
 			return;
 	}
@@ -814,7 +812,6 @@ static void direct_batch_journal(struct direct *d, struct direct_msg *list)
 		direct_ack_push(&h, &t, m);
 		n++;
 	}
-	d->journaled += n;
 	direct_post(d, h, t, n);
 }
 
@@ -1110,8 +1107,6 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 		/* the journal lives in the spool directory; replay what a crash left */
 		char jpath[PATH_MAX];
 		struct stat st;
-		f = getenv("TERN_CKPT_MS"); /* experiments: bench/ */
-		d->ckpt_ns = f ? strtoll(f, NULL, 10) * 1000000LL : DIRECT_CKPT_NS;
 		f = getenv("TERN_JOURNAL_MSG_MAX");
 		d->jmsg_max = f ? (size_t)strtoull(f, NULL, 10) : DIRECT_JOURNAL_MSG_MAX;
 		f = getenv("TERN_JOURNAL_MAX");
