@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -50,6 +51,7 @@
 #define DIRECT_JOURNAL_MSG_MAX (32u << 10) /* bigger messages take the syncfs path */
 #define DIRECT_CKPT_NS 100000000L         /* checkpoint at least this often (100 ms) */
 #define DIRECT_REC_MAGIC 0x314d4454u      /* "TDM1": a journal record of direct.c */
+#define DIRECT_REPLY_MAX 128              /* an early reply (direct_msg_reply_early) */
 
 enum direct_fault_op {
 	DIRECT_FAULT_NONE,
@@ -85,8 +87,12 @@ struct direct_msg {
 	size_t slen;
 	bool pending_cr;
 	int err; /* sticky */
-	void (*done)(void *arg, int err, const char *qid);
+	void (*done)(void *arg, int err, const char *qid, size_t replied);
 	void *arg;
+	/* early reply: sent by the thread that makes the message durable */
+	int reply_fd; /* -1: none */
+	char reply[DIRECT_REPLY_MAX];
+	size_t reply_len, replied;
 	/* journal: the record (metadata, then the body as stored, LF line ends) */
 	bool jon;       /* still small enough for the journal */
 	struct buf jrec;
@@ -758,6 +764,18 @@ static void direct_ack_push(struct direct_msg **h, struct direct_msg **t, struct
 	*t = m;
 }
 
+/* The message is durable: send its reply now, from this thread, instead of waiting
+ * for the loop to wake up and do it. Whatever could not go out at once (nothing, on
+ * a full or broken socket) the loop sends after done(). */
+static void direct_reply_early(struct direct_msg *m)
+{
+	if (m->reply_fd < 0 || m->reply_len == 0)
+		return;
+	ssize_t w = send(m->reply_fd, m->reply, m->reply_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (w > 0)
+		m->replied = (size_t)w;
+}
+
 static void direct_msg_unref(struct direct_msg *m)
 {
 	if (atomic_fetch_sub(&m->refs, 1) == 1)
@@ -809,6 +827,7 @@ static void direct_batch_journal(struct direct *d, struct direct_msg *list)
 			continue;
 		}
 		m->acked = true;
+		direct_reply_early(m);
 		direct_ack_push(&h, &t, m);
 		n++;
 	}
@@ -960,6 +979,8 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 			}
 		}
 		if (!m->acked) {
+			if (m->err == 0)
+				direct_reply_early(m);
 			direct_ack_push(&h, &t, m);
 			n++;
 		}
@@ -1255,7 +1276,7 @@ void direct_run_completions(struct direct *d)
 		/* acknowledged through the journal: durable, whatever placing it meets
 		 * later (m->err may change on the publisher meanwhile) */
 		if (list->done)
-			list->done(list->arg, list->acked ? 0 : list->err, list->qid);
+			list->done(list->arg, list->acked ? 0 : list->err, list->qid, list->replied);
 		direct_msg_unref(list);
 		list = next;
 	}
@@ -1307,6 +1328,7 @@ int direct_msg_begin(struct direct *d, struct direct_msg **out, const struct spo
 	if (m == NULL)
 		return -ENOMEM;
 	m->d = d;
+	m->reply_fd = -1;
 	snprintf(m->qid, sizeof m->qid, "%s", qid);
 	m->r = calloc(env->nrcpts, sizeof *m->r);
 	m->stage = malloc(DIRECT_STAGE);
@@ -1386,7 +1408,18 @@ int direct_msg_write(struct direct_msg *m, const void *p, size_t n)
 	return 0;
 }
 
-void direct_msg_commit(struct direct_msg *m, void (*done)(void *arg, int err, const char *qid),
+int direct_msg_reply_early(struct direct_msg *m, int fd, const char *text, size_t len)
+{
+	if (fd < 0 || len == 0 || len > sizeof m->reply)
+		return -EINVAL;
+	memcpy(m->reply, text, len);
+	m->reply_len = len;
+	m->reply_fd = fd;
+	return 0;
+}
+
+void direct_msg_commit(struct direct_msg *m,
+                       void (*done)(void *arg, int err, const char *qid, size_t replied),
                        void *arg)
 {
 	struct direct *d = m->d;

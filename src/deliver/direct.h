@@ -52,10 +52,18 @@ int direct_msg_begin(struct direct *d, struct direct_msg **out, const struct spo
 /* Append message bytes as received (CRLF); stored with LF line ends. 0 or -errno;
  * an error is also sticky and reported again at commit. */
 int direct_msg_write(struct direct_msg *m, const void *p, size_t n);
+/* Early reply: once m is durable, the committing thread itself sends text (at most
+ * 128 bytes: the 250) on the plain TCP socket fd, without blocking, so the client
+ * hears it without waiting for the loop to wake up. Only for a session whose earlier
+ * replies have all been sent and that writes nothing more before done(); the caller
+ * keeps fd open until done() has run. On failure nothing is sent. 0 or -EINVAL. */
+int direct_msg_reply_early(struct direct_msg *m, int fd, const char *text, size_t len);
 /* Commit asynchronously; done() runs on the loop thread from direct_run_completions()
- * with err 0 (every copy is durable in its new/) or -errno (none is in new/). m is
- * freed after done returns. */
-void direct_msg_commit(struct direct_msg *m, void (*done)(void *arg, int err, const char *qid),
+ * with err 0 (durable: journaled, or every copy in its new/) or -errno (none is in
+ * new/), and replied: how many bytes of the early reply went out (0 when none was
+ * set, on error, or when the socket took nothing). m is freed after done returns. */
+void direct_msg_commit(struct direct_msg *m,
+                       void (*done)(void *arg, int err, const char *qid, size_t replied),
                        void *arg);
 /* Drop an uncommitted message: unlink its tmp/ files, free m. NULL is fine. */
 void direct_msg_abort(struct direct_msg *m);

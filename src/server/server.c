@@ -122,6 +122,9 @@ struct conn {
 	int fd;               /* -1 once the socket is closed */
 	bool registered;      /* fd is in the event loop */
 	bool commit_pending;  /* spool commit in flight: must not be freed */
+	bool early_reply;     /* the committer may still send the 250 on fd ... */
+	bool fd_held;         /* ... so closing the socket waits for the commit */
+	int held_fd;
 	bool dead;            /* socket gone; free when the commit completes */
 	bool eof;             /* peer closed its side: close after the input is used */
 	bool out_dead;        /* peer reset: replies are dropped, input already received is
@@ -200,6 +203,10 @@ static void server_conn_unlink(struct conn *c)
 
 static void server_conn_free(struct conn *c)
 {
+	if (c->fd_held) {
+		close(c->held_fd);
+		c->fd_held = false;
+	}
 	if (c->msg != NULL) {
 		spool_msg_abort(c->msg);
 		c->msg = NULL;
@@ -220,12 +227,22 @@ static void server_conn_close(struct conn *c, const char *why)
 {
 	if (c->fd >= 0) {
 		log_info("sid=%s event=disconnect client=%s reason=%s", c->sid, c->ip, why);
-		if (c->registered)
+		/* The committer may still send the 250 on it: the number must not be
+		 * reused until the commit is done (and the socket leaves epoll now). */
+		bool hold = c->commit_pending && c->early_reply;
+		if (c->registered && hold)
+			ev_del(c->srv->loop, c->fd);
+		else if (c->registered)
 			ev_forget(c->srv->loop, c->fd); /* close() below takes it out of epoll */
 		c->registered = false;
 		if (c->tls != NULL && !c->handshaking)
 			tls_conn_shutdown(c->tls);
-		close(c->fd);
+		if (hold) {
+			c->fd_held = true;
+			c->held_fd = c->fd;
+		} else {
+			close(c->fd);
+		}
 		c->fd = -1;
 		ipcount_dec(c->srv->ipc, (struct sockaddr *)&c->peer);
 	}
@@ -626,7 +643,7 @@ static int server_on_data_write(void *ctx, const char *p, size_t n)
 }
 
 static void server_on_commit_done(void *arg, int err, const char *qid);
-static void server_on_direct_done(void *arg, int err, const char *qid);
+static void server_on_direct_done(void *arg, int err, const char *qid, size_t replied);
 
 static void server_on_data_commit(void *ctx)
 {
@@ -635,6 +652,16 @@ static void server_on_data_commit(void *ctx)
 		struct direct_msg *dm = c->dmsg;
 		c->dmsg = NULL; /* direct.c owns it now */
 		c->commit_pending = true;
+		/* Plain TCP with every earlier reply sent: the committer sends the 250 the
+		 * moment the message is durable (docs/ARCHITECTURE.md, "Early reply"). */
+		size_t pending;
+		smtp_server_output(c->s, &pending);
+		char ok[128];
+		size_t oklen;
+		if (c->tls == NULL && !c->out_dead && pending == 0 &&
+		    (oklen = smtp_server_commit_ok_text(c->s, c->qid, ok, sizeof ok)) > 0 &&
+		    direct_msg_reply_early(dm, c->fd, ok, oklen) == 0)
+			c->early_reply = true;
 		direct_msg_commit(dm, server_on_direct_done, c);
 		return;
 	}
@@ -1078,13 +1105,17 @@ static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned eve
 		server_conn_handshake(c);
 		return;
 	}
-	if (smtp_server_is_waiting(c->s) || c->eof) {
-		/* Only a hang-up or error wakes us here; stop listening until the commit is
-		 * done, then the read path finds out what happened. */
+	if (c->eof || (smtp_server_is_waiting(c->s) &&
+	                (c->tls != NULL || c->in.max - c->in.len < SERVER_READ_CHUNK))) {
+		/* Nothing more can be taken now (level-triggered epoll would wake us
+		 * again and again): stop listening until the commit is done, then the
+		 * read path finds out what happened. */
 		ev_del(loop, fd);
 		c->registered = false;
 		return;
 	}
+	/* Waiting for a commit on plain TCP: what arrives (the next command, sent as
+	 * soon as the early 250 went out) is read and held until the commit is done. */
 	if (events & EV_READ) {
 		size_t got = 0;
 		for (;;) {
@@ -1140,11 +1171,18 @@ static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned eve
 	server_conn_update(c);
 }
 
-/* A commit finished: queued (direct false) or delivered straight into the Maildirs. */
-static void server_commit_finish(struct conn *c, int err, const char *qid, bool direct)
+/* A commit finished: queued (direct false) or delivered straight into the Maildirs;
+ * replied: bytes of the 250 the committer already sent (early reply). */
+static void server_commit_finish(struct conn *c, int err, const char *qid, bool direct,
+                                 size_t replied)
 {
 	struct server *srv = c->srv;
 	c->commit_pending = false;
+	c->early_reply = false;
+	if (c->fd_held) {
+		close(c->held_fd);
+		c->fd_held = false;
+	}
 	if (err == 0) {
 		log_info("sid=%s qid=%s event=accepted from=<%s> rcpts=%zu size=%llu%s", c->sid, qid,
 		         c->from, c->nrcpts, (unsigned long long)c->size, direct ? " direct=yes" : "");
@@ -1158,19 +1196,31 @@ static void server_commit_finish(struct conn *c, int err, const char *qid, bool 
 		server_conn_free(c);
 		return;
 	}
+	char ok[128];
+	size_t oklen = replied > 0 ? smtp_server_commit_ok_text(c->s, qid, ok, sizeof ok) : 0;
 	smtp_server_commit_done(c->s, err, qid);
+	if (replied > 0) {
+		/* the output was empty at commit and the engine said nothing since: it now
+		 * starts with the reply, of which the first `replied` bytes went out */
+		size_t olen;
+		const char *o = smtp_server_output(c->s, &olen);
+		if (replied <= oklen && olen >= replied && memcmp(o, ok, replied) == 0)
+			smtp_server_output_done(c->s, replied);
+		else
+			log_error("sid=%s qid=%s event=early-reply-mismatch", c->sid, qid);
+	}
 	c->deadline = server_now() + c->cfg->c->cmd_timeout;
 	server_conn_update(c);
 }
 
 static void server_on_commit_done(void *arg, int err, const char *qid)
 {
-	server_commit_finish(arg, err, qid, false);
+	server_commit_finish(arg, err, qid, false, 0);
 }
 
-static void server_on_direct_done(void *arg, int err, const char *qid)
+static void server_on_direct_done(void *arg, int err, const char *qid, size_t replied)
 {
-	server_commit_finish(arg, err, qid, true);
+	server_commit_finish(arg, err, qid, true, replied);
 }
 
 /* ---- accepting ---- */

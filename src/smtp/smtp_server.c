@@ -1642,13 +1642,34 @@ size_t smtp_server_feed(struct smtp_server *s, const char *p, size_t n)
 	return i;
 }
 
+#define SMTP_SERVER_QUEUED "Ok: queued as "
+
+size_t smtp_server_commit_ok_text(const struct smtp_server *s, const char *qid, char *out,
+                                  size_t outsz)
+{
+	char text[TERN_REPLY_LINE_MAX];
+	struct buf b;
+	size_t n = 0;
+
+	if (s->state != SMTP_ST_COMMIT)
+		return 0;
+	snprintf(text, sizeof text, SMTP_SERVER_QUEUED "%s", qid ? qid : "");
+	buf_init(&b, outsz);
+	if (smtp_reply_format(&b, 250, "2.0.0", text) == 0 && b.len <= outsz) {
+		memcpy(out, b.ptr, b.len);
+		n = b.len;
+	}
+	buf_free(&b);
+	return n;
+}
+
 void smtp_server_commit_done(struct smtp_server *s, int err, const char *qid)
 {
 	if (s->state != SMTP_ST_COMMIT)
 		return;
 	smtp_server_txn_end(s);
 	if (err == 0)
-		smtp_server_say(s, false, 250, "2.0.0", "Ok: queued as %s", qid ? qid : "");
+		smtp_server_say(s, false, 250, "2.0.0", SMTP_SERVER_QUEUED "%s", qid ? qid : "");
 	else if (err == -ENOSPC)
 		smtp_server_say(s, false, 452, "4.3.1", "Insufficient system storage");
 	else

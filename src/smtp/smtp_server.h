@@ -143,6 +143,11 @@ size_t smtp_server_feed(struct smtp_server *s, const char *p, size_t n);
 
 /* Result of data_commit: 0 -> "250 2.0.0 Ok: queued as <qid>", else 451/452. */
 void smtp_server_commit_done(struct smtp_server *s, int err, const char *qid);
+/* The exact bytes commit_done(s, 0, qid) will output, into out (for a glue that
+ * sends them early from another thread and then drops them from the output).
+ * Returns their length, or 0 if they do not fit in outsz or s is not committing. */
+size_t smtp_server_commit_ok_text(const struct smtp_server *s, const char *qid, char *out,
+                                  size_t outsz);
 /* Result of data_commit when the glue has its own refusal (r->code 4xx or 5xx, e.g.
  * the next hop's verdict passed on); anything else becomes 451 4.3.0. */
 void smtp_server_commit_reply(struct smtp_server *s, const struct smtp_reply *r);

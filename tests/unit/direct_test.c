@@ -2,8 +2,9 @@
  * with the Return-Path/Delivered-To prefix and LF line ends (CRLF split across
  * writes, lone CR kept, content larger than the staging buffer), ",S=" equal to the
  * size, nothing left in tmp/; many messages share a batch; abort and every injected
- * fault (TERN_FAULT) leave nothing in new/ or tmp/ and report the error. Real files
- * in a temporary directory. */
+ * fault (TERN_FAULT) leave nothing in new/ or tmp/ and report the error; the early
+ * reply goes out once durable, on both paths, and never for a failed commit. Real
+ * files in a temporary directory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,14 +60,16 @@ static char *direct_t_read(const char *user, const char *name, size_t *len)
 struct direct_t_res {
 	int calls;
 	int err;
+	size_t replied;
 	char qid[SPOOL_QID_MAX];
 };
 
-static void direct_t_done(void *arg, int err, const char *qid)
+static void direct_t_done(void *arg, int err, const char *qid, size_t replied)
 {
 	struct direct_t_res *r = arg;
 	r->calls++;
 	r->err = err;
+	r->replied = replied;
 	snprintf(r->qid, sizeof r->qid, "%s", qid);
 }
 
@@ -310,6 +314,84 @@ static void direct_t_replay(void **state)
 	assert_int_equal(direct_t_count("bob", "new", NULL, 0), 0);
 }
 
+/* One message with an early reply on a socketpair; returns the bytes the peer got
+ * (-1: none) into got. */
+static void direct_t_early_one(struct direct *d, int sv[2], const char *text,
+                               struct direct_t_res *res, char *got, size_t gotsz)
+{
+	struct spool_envelope env = direct_t_env(1);
+	struct direct_msg *m;
+	assert_int_equal(direct_msg_begin(d, &m, &env, "QE"), 0);
+	assert_int_equal(direct_msg_write(m, "a\r\n", 3), 0);
+	assert_int_equal(direct_msg_reply_early(m, sv[0], text, strlen(text)), 0);
+	direct_msg_commit(m, direct_t_done, res);
+	direct_t_wait(d, res, 1);
+	ssize_t n = recv(sv[1], got, gotsz - 1, MSG_DONTWAIT);
+	got[n > 0 ? n : 0] = '\0';
+}
+
+static void direct_t_early(void **state)
+{
+	(void)state;
+	const char *text = "250 2.0.0 Ok: queued as QE\r\n";
+	char got[256];
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	/* the journal path and the syncfs path: sent by the committing thread, counted */
+	for (int journal = 1; journal >= 0; journal--) {
+		setenv("TERN_DIRECT_JOURNAL", journal ? "1" : "0", 1);
+		struct direct *d;
+		assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+		struct direct_t_res res = {0};
+		direct_t_early_one(d, sv, text, &res, got, sizeof got);
+		assert_int_equal(res.err, 0);
+		assert_int_equal(res.replied, strlen(text));
+		assert_string_equal(got, text);
+		direct_close(d);
+	}
+	/* a failed commit says nothing early: the loop sends its 4xx */
+	setenv("TERN_DIRECT_JOURNAL", "0", 1);
+	setenv("TERN_FAULT", "fsync", 1);
+	struct direct *d;
+	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+	struct direct_t_res res = {0};
+	direct_t_early_one(d, sv, text, &res, got, sizeof got);
+	assert_int_equal(res.err, -EIO);
+	assert_int_equal(res.replied, 0);
+	assert_string_equal(got, "");
+	direct_close(d);
+	unsetenv("TERN_FAULT");
+	unsetenv("TERN_DIRECT_JOURNAL");
+	/* a peer that went away: nothing sent, no SIGPIPE, the commit still succeeds */
+	close(sv[1]);
+	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+	struct spool_envelope env = direct_t_env(1);
+	struct direct_msg *m;
+	assert_int_equal(direct_msg_begin(d, &m, &env, "QF"), 0);
+	assert_int_equal(direct_msg_reply_early(m, sv[0], text, strlen(text)), 0);
+	memset(&res, 0, sizeof res);
+	direct_msg_commit(m, direct_t_done, &res);
+	direct_t_wait(d, &res, 1);
+	assert_int_equal(res.err, 0);
+	assert_int_equal(res.replied, 0);
+	direct_close(d);
+	close(sv[0]);
+	/* bad arguments: refused, the message commits without */
+	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+	assert_int_equal(direct_msg_begin(d, &m, &env, "QG"), 0);
+	char longer[200];
+	memset(longer, 'x', sizeof longer);
+	assert_int_equal(direct_msg_reply_early(m, 1, longer, sizeof longer), -EINVAL);
+	assert_int_equal(direct_msg_reply_early(m, -1, text, strlen(text)), -EINVAL);
+	memset(&res, 0, sizeof res);
+	direct_msg_commit(m, direct_t_done, &res);
+	direct_t_wait(d, &res, 1);
+	assert_int_equal(res.err, 0);
+	assert_int_equal(res.replied, 0);
+	direct_close(d);
+	assert_int_equal(direct_t_count("alice", "new", NULL, 0), 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -318,6 +400,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(direct_t_batch, direct_t_setup, direct_t_teardown),
 	    cmocka_unit_test_setup_teardown(direct_t_abort, direct_t_setup, direct_t_teardown),
 	    cmocka_unit_test_setup_teardown(direct_t_faults, direct_t_setup, direct_t_teardown),
+	    cmocka_unit_test_setup_teardown(direct_t_early, direct_t_setup, direct_t_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
