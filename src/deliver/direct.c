@@ -73,6 +73,7 @@ struct direct_rcpt {
 	bool pre_done;
 	uint64_t size; /* bytes in the file */
 	bool in_tmp;   /* tmp/<base> exists */
+	bool anon;     /* fd is an unnamed O_TMPFILE inode: no name anywhere yet */
 	bool in_new;   /* new/<base>,S=<size> exists */
 	int dir_err;   /* result of the new/ fsync */
 };
@@ -118,6 +119,7 @@ struct direct {
 	int efd;
 	enum direct_fault_op fault;
 	bool per_file_sync; /* fdatasync each file instead of syncfs (TERN_DIRECT_SYNC) */
+	atomic_bool anon_ok; /* open copies as O_TMPFILE (TERN_DIRECT_TMPFILE=0: never) */
 	atomic_bool relaxed; /* durability = relaxed: no journal, no sync */
 	size_t jmsg_max;     /* records up to this size; bigger: the syncfs path */
 	pthread_t th;
@@ -137,6 +139,7 @@ struct direct {
 	struct journal *j;
 	dev_t jdev;
 	struct direct_msg *ack_head, *ack_tail; /* acknowledged early, under mu */
+	atomic_bool ack_ready;                  /* ack_head != NULL, read without mu */
 	/* publisher thread only: */
 	uint64_t placed_below;     /* every journaled seq below is placed or in retry */
 	uint64_t retired;          /* last journal_retire() mark */
@@ -296,6 +299,18 @@ static void direct_msg_unlink(struct direct_msg *m)
 	}
 }
 
+/* Link an O_TMPFILE copy (still open) at path; never replaces. linkat() through
+ * /proc needs no privilege (AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH). */
+static int direct_link_anon(struct direct_rcpt *rc, const char *path)
+{
+	char self[64];
+	snprintf(self, sizeof self, "/proc/self/fd/%d", rc->fd);
+	if (linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0)
+		return -errno;
+	rc->anon = false;
+	return 0;
+}
+
 static int direct_publish(struct direct *d, struct direct_rcpt *rc)
 {
 	char from[PATH_MAX], to[PATH_MAX], sz[32];
@@ -303,17 +318,33 @@ static int direct_publish(struct direct *d, struct direct_rcpt *rc)
 	if (r < 0)
 		return r;
 	snprintf(sz, sizeof sz, ",S=%llu", (unsigned long long)rc->size);
-	if ((r = direct_path(from, sizeof from, rc->mbox, "tmp", rc->base, NULL)) < 0)
-		return r;
 	/* Names are unique within this process (pid, microseconds, a shared counter):
 	 * a clash means something else writes our names; fail rather than overwrite. */
 	if ((r = direct_path(to, sizeof to, rc->mbox, "new", rc->base, sz)) < 0)
 		return r;
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0)
-		return -errno;
+	if (rc->anon) {
+		if ((r = direct_link_anon(rc, to)) < 0)
+			return r;
+	} else {
+		if ((r = direct_path(from, sizeof from, rc->mbox, "tmp", rc->base, NULL)) < 0)
+			return r;
+		if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0)
+			return -errno;
+	}
 	rc->in_tmp = false;
 	rc->in_new = true;
 	return 0;
+}
+
+/* Give an O_TMPFILE copy the name tmp/<base>: before a sync that must cover the name
+ * too (the syncfs path), it becomes an ordinary tmp/ file. */
+static int direct_name_anon(struct direct_rcpt *rc)
+{
+	char to[PATH_MAX];
+	int r = direct_path(to, sizeof to, rc->mbox, "tmp", rc->base, NULL);
+	if (r == 0 && (r = direct_link_anon(rc, to)) == 0)
+		rc->in_tmp = true;
+	return r;
 }
 
 /* ---- journal records ----
@@ -746,6 +777,7 @@ static void direct_post(struct direct *d, struct direct_msg *head, struct direct
 	else
 		d->ack_head = head;
 	d->ack_tail = tail;
+	atomic_store(&d->ack_ready, true);
 	pthread_mutex_unlock(&d->mu);
 	uint64_t one = 1;
 	ssize_t w = write(d->efd, &one, sizeof one);
@@ -847,6 +879,17 @@ static void direct_batch_sync(struct direct *d, struct direct_msg *list)
 
 	if (atomic_load(&d->relaxed))
 		return; /* the renames alone; the kernel writes back when it likes */
+	/* O_TMPFILE copies get their tmp/ name first, so that the sync below covers
+	 * the name and the link count too (then it is the rename path throughout) */
+	for (struct direct_msg *m = list; m; m = m->next) {
+		for (size_t i = 0; m->err == 0 && !m->acked && i < m->nr; i++) {
+			if (m->r[i].anon) {
+				int r = direct_name_anon(&m->r[i]);
+				if (r < 0)
+					m->err = r;
+			}
+		}
+	}
 	if (d->per_file_sync) {
 		for (struct direct_msg *m = list; m; m = m->next)
 			for (size_t i = 0; m->err == 0 && !m->acked && i < m->nr; i++)
@@ -892,11 +935,11 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 	/* 3. make them visible */
 	for (struct direct_msg *m = list; m; m = m->next) {
 		for (size_t i = 0; m->err == 0 && i < m->nr; i++) {
-			close(m->r[i].fd);
-			m->r[i].fd = -1;
 			int r = m->acked ? direct_fault(d, DIRECT_FAULT_PLACE) : 0;
 			if (r == 0)
-				r = direct_publish(d, &m->r[i]);
+				r = direct_publish(d, &m->r[i]); /* needs the fd of an O_TMPFILE copy */
+			close(m->r[i].fd);
+			m->r[i].fd = -1;
 			if (r < 0)
 				m->err = r;
 		}
@@ -1121,6 +1164,10 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 	}
 	f = getenv("TERN_DIRECT_SYNC");
 	d->per_file_sync = f != NULL && strcmp(f, "fdatasync") == 0;
+	f = getenv("TERN_DIRECT_TMPFILE");
+	/* linking an O_TMPFILE copy goes through /proc/self/fd */
+	atomic_init(&d->anon_ok, (f == NULL || strcmp(f, "0") != 0) &&
+	                             access("/proc/self/fd", X_OK) == 0);
 	f = getenv("TERN_DIRECT_PIPELINE");
 	d->pipelined = f == NULL || strcmp(f, "0") != 0;
 	f = getenv("TERN_DIRECT_JOURNAL");
@@ -1262,14 +1309,25 @@ static void direct_msg_free(struct direct_msg *m)
 	free(m);
 }
 
+bool direct_completions_ready(const struct direct *d)
+{
+	return atomic_load(&d->ack_ready);
+}
+
 void direct_run_completions(struct direct *d)
 {
 	uint64_t v;
 	ssize_t rd = read(d->efd, &v, sizeof v);
 	(void)rd; /* EAGAIN: nothing new, the list below is still checked */
+	direct_run_completions_now(d);
+}
+
+void direct_run_completions_now(struct direct *d)
+{
 	pthread_mutex_lock(&d->mu);
 	struct direct_msg *list = d->ack_head;
 	d->ack_head = d->ack_tail = NULL;
+	atomic_store(&d->ack_ready, false);
 	pthread_mutex_unlock(&d->mu);
 	while (list) {
 		struct direct_msg *next = list->ack_next;
@@ -1282,27 +1340,50 @@ void direct_run_completions(struct direct *d)
 	}
 }
 
-/* Open tmp/<unique> in mbox, creating the Maildir on first use. */
+/* Open the copy for mbox, creating the Maildir on first use: an unnamed O_TMPFILE
+ * inode on new/'s filesystem where it can be, else tmp/<unique>. */
 static int direct_open_tmp(struct direct *d, struct direct_rcpt *rc)
 {
 	char p[PATH_MAX];
 	int r;
 	for (int tries = 0; tries < 5; tries++) {
-		if ((r = direct_new_name(d, rc)) < 0 ||
-		    (r = direct_path(p, sizeof p, rc->mbox, "tmp", rc->base, NULL)) < 0)
+		if ((r = direct_new_name(d, rc)) < 0)
 			return r;
-		rc->fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		rc->anon = false;
+		if (atomic_load(&d->anon_ok)) {
+			/* no tmp/ entry to create now and remove at the rename (and no lock on
+			 * tmp/, which the publisher's renames hold) */
+			if ((r = direct_path(p, sizeof p, rc->mbox, "new", NULL, NULL)) < 0)
+				return r;
+			rc->fd = open(p, O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600);
+			if (rc->fd >= 0) {
+				rc->anon = true;
+			} else if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
+				/* the filesystem cannot: named tmp/ files from now on */
+				log_info("event=direct-tmpfile-unsupported mailbox=\"%s\" error=\"%s\"",
+				         rc->mbox, strerror(errno));
+				atomic_store(&d->anon_ok, false);
+				tries--;
+				continue;
+			}
+		}
+		if (!rc->anon) {
+			if ((r = direct_path(p, sizeof p, rc->mbox, "tmp", rc->base, NULL)) < 0)
+				return r;
+			rc->fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		}
 		if (rc->fd >= 0) {
 			struct stat st;
 			if (fstat(rc->fd, &st) < 0) {
 				r = -errno;
 				close(rc->fd);
 				rc->fd = -1;
-				unlink(p);
+				if (!rc->anon)
+					unlink(p);
 				return r;
 			}
 			rc->dev = st.st_dev;
-			rc->in_tmp = true;
+			rc->in_tmp = !rc->anon;
 			return 0;
 		}
 		if (errno == ENOENT) {

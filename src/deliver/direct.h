@@ -42,6 +42,12 @@ void direct_set_relaxed(struct direct *d, bool relaxed);
 void direct_close(struct direct *d);
 int direct_event_fd(const struct direct *d);
 void direct_run_completions(struct direct *d);
+/* Completions are waiting (a lock-free look), and: run them now, without reading the
+ * event fd (it stays readable; the loop's next direct_run_completions finds little).
+ * For a loop that learns a commit is done before its event fd is polled: a client
+ * that got its early 250 and sent its next command. */
+bool direct_completions_ready(const struct direct *d);
+void direct_run_completions_now(struct direct *d);
 
 /* Begin a message for env's recipients (user, domain: final local mailboxes; orig for
  * the log); env->from goes into Return-Path. Opens one tmp/ file per recipient and

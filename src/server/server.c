@@ -1168,7 +1168,14 @@ static void server_conn_io(struct ev_loop *loop, int fd, void *arg, unsigned eve
 			return;
 		}
 	}
-	server_conn_update(c);
+	struct server *srv = c->srv;
+	bool waiting = smtp_server_is_waiting(c->s);
+	server_conn_update(c); /* may free c */
+	/* The client sent its next command while its commit is still being reported
+	 * to us (it had the early 250): finish the commits now rather than after this
+	 * round, so that command is answered at once. */
+	if (waiting && srv->direct != NULL && direct_completions_ready(srv->direct))
+		direct_run_completions_now(srv->direct);
 }
 
 /* A commit finished: queued (direct false) or delivered straight into the Maildirs;

@@ -38,6 +38,7 @@ static int direct_t_teardown(void **state)
 {
 	(void)state;
 	unsetenv("TERN_FAULT");
+	unsetenv("TERN_DIRECT_TMPFILE");
 	tmpdir_remove(direct_t_dir);
 	return 0;
 }
@@ -186,16 +187,23 @@ static void direct_t_abort(void **state)
 {
 	(void)state;
 	struct direct *d;
-	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
 	struct spool_envelope env = direct_t_env(2);
 	struct direct_msg *m;
-	assert_int_equal(direct_msg_begin(d, &m, &env, "Q"), 0);
-	assert_int_equal(direct_msg_write(m, "a\r\n", 3), 0);
-	assert_int_equal(direct_t_count("alice", "tmp", NULL, 0), 1);
-	direct_msg_abort(m);
-	assert_int_equal(direct_t_count("alice", "tmp", NULL, 0), 0);
-	assert_int_equal(direct_t_count("bob", "tmp", NULL, 0), 0);
-	assert_int_equal(direct_t_count("alice", "new", NULL, 0), 0);
+	/* named tmp/ files, then O_TMPFILE copies (nothing named until the commit) */
+	for (int anon = 0; anon < 2; anon++) {
+		setenv("TERN_DIRECT_TMPFILE", anon ? "1" : "0", 1);
+		assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+		assert_int_equal(direct_msg_begin(d, &m, &env, "Q"), 0);
+		assert_int_equal(direct_msg_write(m, "a\r\n", 3), 0);
+		assert_int_equal(direct_t_count("alice", "tmp", NULL, 0), anon ? 0 : 1);
+		direct_msg_abort(m);
+		assert_int_equal(direct_t_count("alice", "tmp", NULL, 0), 0);
+		assert_int_equal(direct_t_count("bob", "tmp", NULL, 0), 0);
+		assert_int_equal(direct_t_count("alice", "new", NULL, 0), 0);
+		if (!anon)
+			direct_close(d);
+	}
+	unsetenv("TERN_DIRECT_TMPFILE");
 	direct_msg_abort(NULL);
 	/* too many recipients, or none: refused, nothing created */
 	env.nrcpts = 0;
@@ -210,8 +218,9 @@ static void direct_t_faults(void **state)
 	/* the syncfs path (no journal), where every step decides the reply */
 	const char *ops[] = {"write", "fsync", "rename", "dirsync"};
 	setenv("TERN_DIRECT_JOURNAL", "0", 1);
-	for (size_t k = 0; k < 4; k++) {
-		setenv("TERN_FAULT", ops[k], 1);
+	for (size_t k = 0; k < 8; k++) { /* named tmp/ files, then O_TMPFILE copies */
+		setenv("TERN_DIRECT_TMPFILE", k < 4 ? "0" : "1", 1);
+		setenv("TERN_FAULT", ops[k % 4], 1);
 		struct direct *d;
 		assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
 		struct spool_envelope env = direct_t_env(2);
