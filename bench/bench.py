@@ -501,6 +501,10 @@ def main():
             elif name == "ternd-relaxed":  # durability = relaxed: not the headline
                 servers.append(Ternd(top, args.ternd, extra_conf="durability = relaxed\n",
                                      name=name))
+            elif name.startswith("ternd@"):  # ternd@PATH: another build, for A/B runs
+                t = Ternd(top, name[6:], name="ternd-ref%d" % len(servers))
+                t.name = "ternd@" + name[6:]
+                servers.append(t)
             elif name.startswith("ternd:"):  # ternd:VAR=value, for experiments
                 k, _, v = name[6:].partition("=")
                 servers.append(Ternd(top, args.ternd, name=name, env={k: v}))

@@ -410,7 +410,11 @@ int64_t journal_append(struct journal *j, const void *p, size_t n)
 		}
 	} else if (off >= tail) { /* live part is [tail, head) */
 		if (off + total > j->size) {
-			if (JOURNAL_HEADER + total < tail) { /* strict: head never meets tail */
+			/* Wrap, unless the ring is small for what stays live: more than half
+			 * of it live means the start is freed barely in time, and once
+			 * wrapped it cannot grow (a full ring sends messages the slow way). */
+			bool tight = j->size < j->max && (off - tail) * 2 > j->size;
+			if (JOURNAL_HEADER + total < tail && !tight) { /* strict: head never meets tail */
 				off = JOURNAL_HEADER;
 			} else {
 				int r = journal_grow(j, off + total);

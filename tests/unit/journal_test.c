@@ -197,6 +197,33 @@ static void jt_grows(void **state)
 	assert_int_equal(s->n, 20);
 }
 
+/* At the end of the ring: wrap while at most half of it is live, grow instead while
+ * more is (a ring that is too small for one checkpoint interval would fill). */
+static void jt_grows_before_tight(void **state)
+{
+	(void)state;
+	char rec[5000];
+	memset(rec, 'w', sizeof rec);
+	for (int keep = 40; keep <= 160; keep += 120) { /* ~20 % live, then ~80 % */
+		struct journal *j;
+		unlink(jt_path);
+		assert_int_equal(journal_open(&j, jt_path, 0, NULL, NULL), 0);
+		uint64_t live, size, first;
+		journal_usage(j, &live, &first);
+		for (int i = 1; i <= 400; i++) { /* ~2 MB: passes the end of 1 MiB */
+			assert_int_equal(journal_append(j, rec, sizeof rec), i);
+			if (i > keep)
+				journal_retire(j, (uint64_t)(i - keep));
+		}
+		journal_usage(j, &live, &size);
+		if (keep == 40)
+			assert_int_equal(size, first); /* wrapped */
+		else
+			assert_true(size > first); /* grew */
+		journal_close(j);
+	}
+}
+
 static off_t jt_find(const char *needle)
 {
 	int fd = open(jt_path, O_RDONLY);
@@ -333,6 +360,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(jt_retire, jt_setup, jt_teardown),
 	    cmocka_unit_test_setup_teardown(jt_wrap_and_full, jt_setup, jt_teardown),
 	    cmocka_unit_test_setup_teardown(jt_grows, jt_setup, jt_teardown),
+	    cmocka_unit_test_setup_teardown(jt_grows_before_tight, jt_setup, jt_teardown),
 	    cmocka_unit_test_setup_teardown(jt_damage, jt_setup, jt_teardown),
 	    cmocka_unit_test_setup_teardown(jt_bad_header, jt_setup, jt_teardown),
 	    cmocka_unit_test_setup_teardown(jt_replay_failure_stays_live, jt_setup, jt_teardown),
