@@ -1087,7 +1087,9 @@ static void *direct_committer_main(void *arg)
 static void *direct_publisher_main(void *arg)
 {
 	struct direct *d = arg;
+	log_hold(true); /* a batch's "delivered" lines in one write */
 	for (;;) {
+		log_flush();
 		pthread_mutex_lock(&d->mu);
 		while (d->stage_head == NULL && !d->stage_stop) {
 			if (d->j != NULL && (direct_retire_limit(d, d->placed_below) > d->retired ||
@@ -1120,6 +1122,7 @@ static void *direct_publisher_main(void *arg)
 		}
 		direct_batch_publish(d, list);
 	}
+	log_hold(false);
 	return NULL;
 }
 

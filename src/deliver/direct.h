@@ -1,17 +1,21 @@
 /* direct.h - direct delivery: a message whose recipients are all local mailboxes is
- * written straight into each recipient's Maildir tmp/ while it arrives, and made
- * durable and visible by a group commit (one syncfs for the batch, rename into new/,
- * one fsync per distinct new/ directory) before the 250. One durable write instead
- * of queue file + fsync + redelivery + a second fsync. docs/QUEUE.md, "Direct
- * delivery", is the contract.
+ * written straight into one copy per recipient Maildir while it arrives (an unnamed
+ * O_TMPFILE inode, or tmp/<unique>), and made durable before the 250: small
+ * messages through the journal (one fdatasync per batch, then the copies are linked
+ * into new/ and a periodic checkpoint syncs them), big ones by a group commit (one
+ * syncfs for the batch, rename into new/, one fsync per distinct new/). One durable
+ * write instead of queue file + fsync + redelivery + a second fsync. docs/QUEUE.md,
+ * "Direct delivery" and "The journal", is the contract.
  *
- * It does not decide which messages qualify (the glue does: local recipients only),
- * does not touch the spool, and never retries: a failure comes back as an error, the
- * client gets a 4xx and nothing is left in any new/.
+ * It does not decide which messages qualify (the glue does: local recipients only)
+ * and does not touch the spool. A failure before the 250 comes back as an error (the
+ * client gets a 4xx and nothing is left in any new/); after a journaled 250, placing
+ * the copies is retried from the journal, never undone.
  *
  * Threads: direct_msg_begin/_write/_abort run on the loop thread (writes go to the
- * page cache); syncs and renames run on the committer thread; completions come back
- * to the loop through direct_event_fd() and direct_run_completions().
+ * page cache); syncs run on the committer thread, links/renames and checkpoints on
+ * the publisher; completions come back to the loop through direct_event_fd() and
+ * direct_run_completions() (an early reply goes out from the syncing thread).
  */
 #ifndef TERN_DIRECT_H
 #define TERN_DIRECT_H

@@ -112,6 +112,7 @@ struct server {
 	bool stopping;
 	time_t stop_deadline;
 	uint64_t sid_next;
+	int nodelay_inherited; /* -1 unknown; accepted sockets have TCP_NODELAY already */
 	int exit_code;
 	char rbuf[SERVER_READ_CHUNK]; /* every read lands here first (loop thread only) */
 };
@@ -1290,8 +1291,17 @@ static int server_accept_one(struct server *srv, struct server_listener *sl)
 		srv->conns->prev = c;
 	srv->conns = c;
 	srv->nconns++;
+	/* Replies go out whole: no Nagle delay. Linux passes TCP_NODELAY from the
+	 * listener to what it accepts; checked once, set here only if it did not. */
 	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (srv->nodelay_inherited < 0) {
+		int v = 0;
+		socklen_t vl = sizeof v;
+		srv->nodelay_inherited =
+		    getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl) == 0 && v != 0;
+	}
+	if (!srv->nodelay_inherited)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->s = smtp_server_new(&c->opts, &server_ops, c);
 	int per_ip = ipcount_inc(srv->ipc, (struct sockaddr *)&ss);
 	if (c->s == NULL || per_ip < 0) {
@@ -1355,6 +1365,7 @@ static int server_listen_one(struct server *srv, const struct config_listener *l
 		return -errno;
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* inherited */
 	if (l->sa.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
 	if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0 || listen(fd, 1024) < 0) {
@@ -1596,6 +1607,7 @@ int server_new(struct server **out, struct config *cfg, const char *config_path)
 	if (srv == NULL)
 		return -ENOMEM;
 	srv->sigfd = -1;
+	srv->nodelay_inherited = -1;
 	srv->cfg = server_cfg_new(cfg);
 	srv->ipc = ipcount_new();
 	srv->authlim = authlimit_new();
