@@ -294,9 +294,13 @@ class Ternd:
             self.config_path.write_text(text)
 
     def _ours_listening(self):
-        """Our ternd (not whatever else took the port) says it listens on it."""
-        return (is_listening(self.port) and
-                re.search(r"event=listening listener=\S*:%d " % self.port, self.log()))
+        """Our ternd (not whatever else took the port) says it listens on it, and has
+        finished starting (the journal replayed: sockets are bound before that)."""
+        if not is_listening(self.port):
+            return False
+        log = self.log()
+        return (re.search(r"event=listening listener=\S*:%d " % self.port, log) and
+                "event=started " in log)
 
     def argv(self):
         argv = [str(TERND)]
