@@ -764,9 +764,17 @@ static void direct_checkpoint(struct direct *d, enum direct_ck_mode mode)
 
 /* ---- committer ---- */
 
-/* Hand acknowledgements to the loop (each message's done() runs there). */
-static void direct_post(struct direct *d, struct direct_msg *head, struct direct_msg *tail,
-                        unsigned long n)
+static void direct_wake(struct direct *d)
+{
+	uint64_t one = 1;
+	ssize_t w = write(d->efd, &one, sizeof one);
+	(void)w; /* the counter only overflows after 2^64 writes */
+}
+
+/* Hand acknowledgements to the loop (each message's done() runs there); wake: also
+ * signal the event fd (else the caller does it later). */
+static void direct_post_list(struct direct *d, struct direct_msg *head, struct direct_msg *tail,
+                             unsigned long n, bool wake)
 {
 	if (head == NULL)
 		return;
@@ -779,9 +787,14 @@ static void direct_post(struct direct *d, struct direct_msg *head, struct direct
 	d->ack_tail = tail;
 	atomic_store(&d->ack_ready, true);
 	pthread_mutex_unlock(&d->mu);
-	uint64_t one = 1;
-	ssize_t w = write(d->efd, &one, sizeof one);
-	(void)w; /* the counter only overflows after 2^64 writes */
+	if (wake)
+		direct_wake(d);
+}
+
+static void direct_post(struct direct *d, struct direct_msg *head, struct direct_msg *tail,
+                        unsigned long n)
+{
+	direct_post_list(d, head, tail, n, true);
 }
 
 static void direct_msg_free(struct direct_msg *m);
@@ -851,6 +864,7 @@ static void direct_batch_journal(struct direct *d, struct direct_msg *list)
 		r = journal_sync(d->j);
 	struct direct_msg *h = NULL, *t = NULL;
 	unsigned long n = 0;
+	bool early = false;
 	for (struct direct_msg *m = list; m; m = m->next) {
 		if (m->jseq == 0 || m->err)
 			continue;
@@ -859,11 +873,22 @@ static void direct_batch_journal(struct direct *d, struct direct_msg *list)
 			continue;
 		}
 		m->acked = true;
-		direct_reply_early(m);
+		if (m->reply_fd >= 0) {
+			/* its client may answer the 250 at once: the loop, reading that,
+			 * finds this completion already posted (direct_completions_ready) */
+			direct_reply_early(m);
+			m->ack_next = NULL;
+			direct_post_list(d, m, m, 1, false);
+			early = true;
+			continue;
+		}
 		direct_ack_push(&h, &t, m);
 		n++;
 	}
-	direct_post(d, h, t, n);
+	if (h != NULL)
+		direct_post(d, h, t, n);
+	else if (early)
+		direct_wake(d);
 }
 
 /* Step 2, syncfs path (messages not acknowledged through the journal): per file
