@@ -339,6 +339,17 @@ static void direct_t_early_one(struct direct *d, int sv[2], const char *text,
 	got[n > 0 ? n : 0] = '\0';
 }
 
+/* Commit m: it succeeds and no early byte went out; then close d. */
+static void direct_t_commit_unreplied(struct direct *d, struct direct_msg *m)
+{
+	struct direct_t_res res = {0};
+	direct_msg_commit(m, direct_t_done, &res);
+	direct_t_wait(d, &res, 1);
+	assert_int_equal(res.err, 0);
+	assert_int_equal(res.replied, 0);
+	direct_close(d);
+}
+
 static void direct_t_early(void **state)
 {
 	(void)state;
@@ -378,12 +389,7 @@ static void direct_t_early(void **state)
 	struct direct_msg *m;
 	assert_int_equal(direct_msg_begin(d, &m, &env, "QF"), 0);
 	assert_int_equal(direct_msg_reply_early(m, sv[0], text, strlen(text)), 0);
-	memset(&res, 0, sizeof res);
-	direct_msg_commit(m, direct_t_done, &res);
-	direct_t_wait(d, &res, 1);
-	assert_int_equal(res.err, 0);
-	assert_int_equal(res.replied, 0);
-	direct_close(d);
+	direct_t_commit_unreplied(d, m);
 	close(sv[0]);
 	/* bad arguments: refused, the message commits without */
 	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
@@ -392,12 +398,7 @@ static void direct_t_early(void **state)
 	memset(longer, 'x', sizeof longer);
 	assert_int_equal(direct_msg_reply_early(m, 1, longer, sizeof longer), -EINVAL);
 	assert_int_equal(direct_msg_reply_early(m, -1, text, strlen(text)), -EINVAL);
-	memset(&res, 0, sizeof res);
-	direct_msg_commit(m, direct_t_done, &res);
-	direct_t_wait(d, &res, 1);
-	assert_int_equal(res.err, 0);
-	assert_int_equal(res.replied, 0);
-	direct_close(d);
+	direct_t_commit_unreplied(d, m);
 	assert_int_equal(direct_t_count("alice", "new", NULL, 0), 4);
 }
 
