@@ -1003,13 +1003,11 @@ static void relay_domain(struct relay_job *j, const char *domain, size_t *idx, s
 	}
 	/* every host failed at connection level: temporary */
 	{
-		char t[sizeof err + 8];
-		if (strncmp(err, "4", 1) != 0 && strncmp(err, "5", 1) != 0)
-			snprintf(t, sizeof t, "451 4.4.2 %s", err);
-		else if (err[0] == '5') /* a 5xx greeting from every MX: still temporary */
-			snprintf(t, sizeof t, "451 4.4.2 %s", err);
-		else
+		char t[sizeof err + 16]; /* room for the "451 4.4.2 " prefix */
+		if (err[0] == '4')
 			snprintf(t, sizeof t, "%s", err);
+		else /* no reply at all, or a 5xx greeting from every MX: still temporary */
+			snprintf(t, sizeof t, "451 4.4.2 %s", err);
 		for (size_t k = 0; k < n; k++)
 			relay_result(j, idx[k], 451, t, hostdesc);
 	}
