@@ -8,12 +8,13 @@ multipart/alternative structure. Exit codes follow sysexits(3)."""
 import email
 import email.policy
 import os
-import socket
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
+
+from conftest import free_port
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
@@ -23,12 +24,6 @@ BUILD = Path(os.environ.get("TERN_BUILD", "build"))
 TERN = (BUILD if BUILD.is_absolute() else REPO / BUILD) / "tern"
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE, EX_TEMPFAIL = 0, 64, 65, 66, 69, 75
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Recorder:

@@ -5,11 +5,12 @@ arguments, and the durable maildrop fallback when no server is reachable."""
 import email
 import email.policy
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from conftest import free_port
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 
@@ -17,12 +18,6 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("TERN_BUILD", "build"))
 BUILD = BUILD if BUILD.is_absolute() else REPO / BUILD
 TERN = BUILD / "tern"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Recorder:
