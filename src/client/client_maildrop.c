@@ -14,6 +14,7 @@
 
 #include "client/client_mime.h"
 #include "util/buf.h"
+#include "util/dirsync.h"
 
 static int client_maildrop_mkdirs(const char *path)
 {
@@ -32,18 +33,6 @@ static int client_maildrop_mkdirs(const char *path)
 	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	return 0;
-}
-
-static int client_maildrop_fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
 }
 
 int client_maildrop_write(const char *dir, const char *from, char *const *rcpts, size_t nrcpts,
@@ -117,7 +106,7 @@ int client_maildrop_write(const char *dir, const char *from, char *const *rcpts,
 		rc = -errno;
 		goto fail_unlink;
 	}
-	if ((rc = client_maildrop_fsync_dir(newdir)) < 0)
+	if ((rc = dirsync(newdir)) < 0)
 		goto fail; /* the file is complete in new/; report, do not remove */
 	if (path != NULL)
 		snprintf(path, pathsz, "%s", newf);

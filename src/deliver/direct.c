@@ -43,6 +43,7 @@
 #include "deliver/maildir.h"
 #include "queue/journal.h"
 #include "util/buf.h"
+#include "util/dirsync.h"
 #include "util/log.h"
 
 #define DIRECT_STAGE 16384     /* converted bytes held before writing to the files */
@@ -268,16 +269,6 @@ static int direct_stage_byte(struct direct_msg *m, char c)
 }
 
 /* ---- committer ---- */
-
-static int direct_fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return r;
-}
 
 /* Remove whatever the message left in tmp/ and new/. */
 static void direct_msg_unlink(struct direct_msg *m)
@@ -599,7 +590,7 @@ static int direct_place_record(struct direct *d, const char *p, size_t n, const 
 		char *slash = strrchr(dir, '/');
 		if (slash != NULL)
 			*slash = '\0';
-		if ((r = direct_fsync_dir(dir)) < 0)
+		if ((r = dirsync(dir)) < 0)
 			return r;
 		log_info("qid=%s event=delivered rcpt=<%s> file=%s direct=yes %s=yes", rec.qid,
 		         log_escape(e1, sizeof e1, rr->orig, strlen(rr->orig)), name, why);
@@ -988,7 +979,7 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 			if (r == 0)
 				r = direct_path(path, sizeof path, rc->mbox, "new", NULL, NULL);
 			if (r == 0)
-				r = direct_fsync_dir(path);
+				r = dirsync(path);
 			/* every other copy in the same new/ is covered by this fsync */
 			for (struct direct_msg *o = m; o; o = o->next)
 				for (size_t j = 0; j < o->nr; j++)

@@ -20,19 +20,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "util/dirsync.h"
+
 #define MAILDIR_IO_SIZE (64u * 1024u)
 
 static atomic_ulong maildir_counter;
-
-static int maildir_fsync_path(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return r;
-}
 
 /* mkdir -p; *created is set when any directory was made. For each one made, its
  * parent is fsynced so the new entry is durable. */
@@ -56,12 +48,12 @@ static int maildir_mkdirs(const char *path, bool *created)
 			char *slash = strrchr(p, '/');
 			int r;
 			if (slash == NULL) {
-				r = maildir_fsync_path(".");
+				r = dirsync(".");
 			} else if (slash == p) {
-				r = maildir_fsync_path("/");
+				r = dirsync("/");
 			} else {
 				*slash = '\0';
-				r = maildir_fsync_path(p);
+				r = dirsync(p);
 				*slash = '/';
 			}
 			if (r < 0) {
@@ -283,11 +275,11 @@ int maildir_deliver(const char *maildir, const char *hostname, const char *prefi
 	}
 	unlink(tmp);
 	have_tmp = false;
-	if ((r = maildir_fsync_path(newdir)) < 0) {
+	if ((r = dirsync(newdir)) < 0) {
 		unlink(newp);
 		goto fail;
 	}
-	if (created && (r = maildir_fsync_path(maildir)) < 0) {
+	if (created && (r = dirsync(maildir)) < 0) {
 		unlink(newp);
 		goto fail;
 	}

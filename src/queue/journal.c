@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "util/crc32c.h"
+#include "util/dirsync.h"
 #include "util/log.h"
 
 #define JOURNAL_FILE_MAGIC "TERNJRN1"
@@ -101,25 +102,6 @@ static uint32_t journal_filehdr_crc(struct journal_filehdr h)
 	return crc32c(0, &h, sizeof h);
 }
 
-static int journal_fsync_parent(const char *path)
-{
-	char dir[PATH_MAX];
-	snprintf(dir, sizeof dir, "%s", path);
-	char *slash = strrchr(dir, '/');
-	if (slash == NULL)
-		snprintf(dir, sizeof dir, ".");
-	else if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return r;
-}
-
 /* A new file under a temporary name, then renamed into place: a journal at its
  * final name always has a whole header. */
 static int journal_create(const char *path)
@@ -146,7 +128,7 @@ static int journal_create(const char *path)
 	if (r == 0 && rename(tmp, path) < 0)
 		r = -errno;
 	if (r == 0)
-		r = journal_fsync_parent(path);
+		r = dirsync_parent(path);
 	if (r < 0)
 		unlink(tmp);
 	return r;

@@ -7,6 +7,7 @@
  * before it existed, and local-only messages, need none. */
 #include "queue/spool.h"
 #include "util/buf.h"
+#include "util/dirsync.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -114,23 +115,6 @@ out:
 	return r;
 }
 
-/* fsync the directory holding path */
-static int spool_state_dirsync(const char *path)
-{
-	char dir[PATH_MAX];
-	int r = 0;
-	snprintf(dir, sizeof dir, "%s", path);
-	char *slash = strrchr(dir, '/');
-	if (slash != NULL)
-		*slash = '\0';
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0)
-		r = -errno;
-	if (dfd >= 0)
-		close(dfd);
-	return r;
-}
-
 int spool_write_state(struct spool *sp, const struct spool_envelope *env)
 {
 	char path[PATH_MAX], tmp[PATH_MAX];
@@ -177,7 +161,7 @@ int spool_write_state(struct spool *sp, const struct spool_envelope *env)
 	}
 	close(fd);
 	fd = -1;
-	r = spool_state_dirsync(path);
+	r = dirsync_parent(path);
 fail:
 	if (fd >= 0) {
 		close(fd);
@@ -210,5 +194,5 @@ int spool_set_hold(struct spool *sp, const char *qid, bool hold)
 	} else if (unlink(path) < 0) {
 		return errno == ENOENT ? 0 : -errno;
 	}
-	return spool_state_dirsync(path);
+	return dirsync_parent(path);
 }
