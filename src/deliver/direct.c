@@ -125,22 +125,27 @@ struct direct {
 	size_t jmsg_max;     /* records up to this size; bigger: the syncfs path */
 	pthread_t th;
 	bool started;
-	pthread_mutex_t mu;
+	/* three locks, so the loop, the committer and the publisher rarely meet on one;
+	 * a condition is signalled after its lock is dropped, so the woken thread does
+	 * not block at once on the lock its waker still holds */
+	pthread_mutex_t mu; /* pend_*, stopping */
 	pthread_cond_t cv;
 	struct direct_msg *pend_head, *pend_tail; /* loop -> committer */
 	bool pipelined;                           /* stage 2 thread publishes */
 	pthread_t th2;
 	bool started2;
+	pthread_mutex_t smu; /* stage_*, stage_stop */
 	pthread_cond_t cv2;
 	struct direct_msg *stage_head, *stage_tail; /* synced, to publish */
 	bool stage_stop;
 	bool stopping;
+	pthread_mutex_t amu; /* ack_*, batches, msgs */
 	unsigned long batches, msgs;
 	/* journal (docs/QUEUE.md "The journal"); NULL: every message takes syncfs */
 	struct journal *j;
 	dev_t jdev;
-	struct direct_msg *ack_head, *ack_tail; /* acknowledged early, under mu */
-	atomic_bool ack_ready;                  /* ack_head != NULL, read without mu */
+	struct direct_msg *ack_head, *ack_tail; /* acknowledged early, under amu */
+	atomic_bool ack_ready;                  /* ack_head != NULL, read without amu */
 	/* publisher thread only: */
 	uint64_t placed_below;     /* every journaled seq below is placed or in retry */
 	uint64_t retired;          /* last journal_retire() mark */
@@ -769,7 +774,7 @@ static void direct_post_list(struct direct *d, struct direct_msg *head, struct d
 {
 	if (head == NULL)
 		return;
-	pthread_mutex_lock(&d->mu);
+	pthread_mutex_lock(&d->amu);
 	d->msgs += n;
 	if (d->ack_tail)
 		d->ack_tail->ack_next = head;
@@ -777,7 +782,7 @@ static void direct_post_list(struct direct *d, struct direct_msg *head, struct d
 		d->ack_head = head;
 	d->ack_tail = tail;
 	atomic_store(&d->ack_ready, true);
-	pthread_mutex_unlock(&d->mu);
+	pthread_mutex_unlock(&d->amu);
 	if (wake)
 		direct_wake(d);
 }
@@ -1044,9 +1049,9 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 			n++;
 		}
 	}
-	pthread_mutex_lock(&d->mu);
+	pthread_mutex_lock(&d->amu);
 	d->batches++;
-	pthread_mutex_unlock(&d->mu);
+	pthread_mutex_unlock(&d->amu);
 	direct_post(d, h, t, n);
 	/* drop the publisher's hold (after the loop: posting keeps the loop's) */
 	for (struct direct_msg *m = list, *next; m; m = next) {
@@ -1082,19 +1087,19 @@ static void *direct_committer_main(void *arg)
 			direct_batch_publish(d, list);
 			continue;
 		}
-		pthread_mutex_lock(&d->mu);
+		pthread_mutex_lock(&d->smu);
 		if (d->stage_tail)
 			d->stage_tail->next = list;
 		else
 			d->stage_head = list;
 		d->stage_tail = tail;
+		pthread_mutex_unlock(&d->smu);
 		pthread_cond_signal(&d->cv2);
-		pthread_mutex_unlock(&d->mu);
 	}
-	pthread_mutex_lock(&d->mu);
+	pthread_mutex_lock(&d->smu);
 	d->stage_stop = true;
+	pthread_mutex_unlock(&d->smu);
 	pthread_cond_signal(&d->cv2);
-	pthread_mutex_unlock(&d->mu);
 	return NULL;
 }
 
@@ -1106,7 +1111,7 @@ static void *direct_publisher_main(void *arg)
 	log_hold(true); /* a batch's "delivered" lines in one write */
 	for (;;) {
 		log_flush();
-		pthread_mutex_lock(&d->mu);
+		pthread_mutex_lock(&d->smu);
 		while (d->stage_head == NULL && !d->stage_stop) {
 			if (d->j != NULL && (direct_retire_limit(d, d->placed_below) > d->retired ||
 			                     d->retry != NULL)) {
@@ -1117,20 +1122,20 @@ static void *direct_publisher_main(void *arg)
 					ts.tv_sec++;
 					ts.tv_nsec -= 1000000000L;
 				}
-				if (pthread_cond_timedwait(&d->cv2, &d->mu, &ts) == ETIMEDOUT &&
+				if (pthread_cond_timedwait(&d->cv2, &d->smu, &ts) == ETIMEDOUT &&
 				    d->stage_head == NULL && !d->stage_stop) {
-					pthread_mutex_unlock(&d->mu);
+					pthread_mutex_unlock(&d->smu);
 					direct_checkpoint(d, DIRECT_CK_IDLE);
-					pthread_mutex_lock(&d->mu);
+					pthread_mutex_lock(&d->smu);
 				}
 			} else {
-				pthread_cond_wait(&d->cv2, &d->mu);
+				pthread_cond_wait(&d->cv2, &d->smu);
 			}
 		}
 		struct direct_msg *list = d->stage_head;
 		d->stage_head = d->stage_tail = NULL;
 		bool stop = d->stage_stop;
-		pthread_mutex_unlock(&d->mu);
+		pthread_mutex_unlock(&d->smu);
 		if (list == NULL) {
 			if (stop)
 				break;
@@ -1154,6 +1159,8 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 		return -ENOMEM;
 	d->efd = -1;
 	pthread_mutex_init(&d->mu, NULL);
+	pthread_mutex_init(&d->smu, NULL);
+	pthread_mutex_init(&d->amu, NULL);
 	pthread_cond_init(&d->cv, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -1261,16 +1268,16 @@ void direct_close(struct direct *d)
 	if (d->started) {
 		pthread_mutex_lock(&d->mu);
 		d->stopping = true;
-		pthread_cond_signal(&d->cv);
 		pthread_mutex_unlock(&d->mu);
+		pthread_cond_signal(&d->cv);
 		pthread_join(d->th, NULL);
 	}
 	if (d->started2) {
 		if (!d->started) { /* stage 1 never ran: stop stage 2 ourselves */
-			pthread_mutex_lock(&d->mu);
+			pthread_mutex_lock(&d->smu);
 			d->stage_stop = true;
+			pthread_mutex_unlock(&d->smu);
 			pthread_cond_signal(&d->cv2);
-			pthread_mutex_unlock(&d->mu);
 		}
 		pthread_join(d->th2, NULL);
 	}
@@ -1294,6 +1301,8 @@ void direct_close(struct direct *d)
 	if (d->efd >= 0)
 		close(d->efd);
 	pthread_mutex_destroy(&d->mu);
+	pthread_mutex_destroy(&d->smu);
+	pthread_mutex_destroy(&d->amu);
 	pthread_cond_destroy(&d->cv);
 	pthread_cond_destroy(&d->cv2);
 	free(d->data_dir);
@@ -1343,11 +1352,11 @@ void direct_run_completions(struct direct *d)
 
 void direct_run_completions_now(struct direct *d)
 {
-	pthread_mutex_lock(&d->mu);
+	pthread_mutex_lock(&d->amu);
 	struct direct_msg *list = d->ack_head;
 	d->ack_head = d->ack_tail = NULL;
 	atomic_store(&d->ack_ready, false);
-	pthread_mutex_unlock(&d->mu);
+	pthread_mutex_unlock(&d->amu);
 	while (list) {
 		struct direct_msg *next = list->ack_next;
 		/* acknowledged through the journal: durable, whatever placing it meets
@@ -1533,8 +1542,8 @@ void direct_msg_commit(struct direct_msg *m,
 	else
 		d->pend_head = m;
 	d->pend_tail = m;
-	pthread_cond_signal(&d->cv);
 	pthread_mutex_unlock(&d->mu);
+	pthread_cond_signal(&d->cv);
 }
 
 void direct_msg_abort(struct direct_msg *m)
@@ -1552,8 +1561,8 @@ void direct_msg_abort(struct direct_msg *m)
 
 void direct_stats(const struct direct *d, unsigned long *batches, unsigned long *msgs)
 {
-	pthread_mutex_lock((pthread_mutex_t *)&d->mu);
+	pthread_mutex_lock((pthread_mutex_t *)&d->amu);
 	*batches = d->batches;
 	*msgs = d->msgs;
-	pthread_mutex_unlock((pthread_mutex_t *)&d->mu);
+	pthread_mutex_unlock((pthread_mutex_t *)&d->amu);
 }
