@@ -312,6 +312,27 @@ class Postfix:
 # throughput
 
 
+SETTLE = False  # --settle
+
+
+def settle():
+    """Before a measured run: write back what earlier runs left dirty and drop the
+    clean page cache, so every run starts from the same state whichever server ran
+    before it. On ext4 without a journal (this VM's root) a new inode skips every
+    inode freed in the last 60 s whose inode-table block is still cached (360 s while
+    dirty: recently_deleted() in fs/ext4/ialloc.c); without this step one server pays
+    for the queue files the server before it deleted (Postfix deletes one per
+    message) and for the directories earlier benchmarks removed."""
+    if not SETTLE:
+        return
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1\n")
+    except OSError as e:
+        print("warning: drop_caches:", e, file=sys.stderr)
+
+
 def run_load(srv, sessions, size, msgs, timeout):
     """One smtp-source run; returns a dict of figures."""
     base = srv.delivered()
@@ -368,6 +389,7 @@ def latency(servers, binary, sessions, per_session, size, reps):
     ok = True
     for rep in range(reps):
         for srv in servers:
+            settle()
             r = run_latency(srv, binary, sessions, per_session, size)
             rows.setdefault(srv.name, []).append(r)
             if r.get("errors") or r.get("missing"):
@@ -478,7 +500,11 @@ def main():
     ap.add_argument("--latency-binary", default=str(REPO / "build-bench" / "smtp_latency"))
     ap.add_argument("--runs", action="store_true", help="print every run's figures")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
+    ap.add_argument("--settle", action="store_true",
+                    help="sync and drop the clean page cache before each measured run")
     args = ap.parse_args()
+    global SETTLE
+    SETTLE = args.settle
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -516,6 +542,9 @@ def main():
             open("/proc/loadavg").read().split()[0]))
         print("# smtp-source -s SESSIONS -m MSGS -l SIZE (one message per connection), "
               "%d repetitions, servers in alternation; median (min–max)" % args.reps)
+        print("# before each measured run: %s" % (
+            "sync, then drop the clean page cache (bench.py settle())" if SETTLE
+            else "nothing (see --settle)"))
         if not args.no_throughput:
             ok = throughput(servers, LOADS[args.loads], args.reps, args.runs) and ok
         if args.latency_sessions and os.path.exists(args.latency_binary):
@@ -547,6 +576,7 @@ def throughput(servers, loads, reps, show_runs=False):
     for sessions, size, msgs in loads:
         for rep in range(reps):
             for srv in servers:
+                settle()
                 r = run_load(srv, sessions, size, msgs, timeout=600)
                 if show_runs:
                     print("# run %s s=%d l=%d rep %d: accepted %.0f delivered %.0f" % (
