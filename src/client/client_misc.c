@@ -14,6 +14,7 @@
 #include "client/client_io.h"
 #include "policy/config.h"
 #include "policy/sasl.h"
+#include "server/tls.h"
 
 void client_usage(void)
 {
@@ -46,6 +47,12 @@ int client_check_config_main(int argc, char **argv)
 	struct config *c = config_load(argv[1], err, sizeof err);
 	if (c == NULL) {
 		fprintf(stderr, "%s\n", err[0] != '\0' ? err : "config: invalid");
+		return EX_CONFIG;
+	}
+	/* what the loader cannot see: certificates and keys are read when ternd starts */
+	if (tls_check_config(c, err, sizeof err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		config_free(c);
 		return EX_CONFIG;
 	}
 	config_free(c);

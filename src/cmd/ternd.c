@@ -9,6 +9,7 @@
 
 #include "policy/config.h"
 #include "server/server.h"
+#include "server/tls.h"
 #include "util/log.h"
 
 #define TERND_VERSION "0.1.0"
@@ -145,6 +146,11 @@ int main(int argc, char **argv)
 		return 64;
 	}
 	if (check) {
+		if (tls_check_config(cfg, err, sizeof err) < 0) {
+			fprintf(stderr, "ternd: %s\n", err);
+			config_free(cfg);
+			return 78; /* EX_CONFIG */
+		}
 		printf("%s: ok\n", cfgfile ? cfgfile : "(built-in default)");
 		config_free(cfg);
 		return 0;

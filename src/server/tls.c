@@ -251,6 +251,23 @@ int tls_ctx_for_listener(struct tls_ctx **out, const char *source, const struct 
 	return rc;
 }
 
+int tls_check_config(const struct config *c, char *err, size_t errsz)
+{
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		const struct config_listener *l = &c->listeners[i];
+		struct tls_ctx *t;
+		char msg[700];
+		if (l->tls == CONFIG_TLS_NONE)
+			continue;
+		if (tls_ctx_for_listener(&t, c->source, l, msg, sizeof msg) < 0) {
+			snprintf(err, errsz, "%s (listener %s)", msg, l->name);
+			return -EINVAL;
+		}
+		tls_ctx_free(t);
+	}
+	return 0;
+}
+
 void tls_ctx_free(struct tls_ctx *t)
 {
 	if (t == NULL || --t->refs > 0)

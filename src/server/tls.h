@@ -12,6 +12,7 @@
 
 struct tls_ctx;  /* one per TLS listener: certificates, keys, protocol settings */
 struct tls_conn; /* one per encrypted session */
+struct config;
 struct config_listener;
 
 /* A certificate to load and the SNI server names it is for. */
@@ -33,6 +34,11 @@ int tls_ctx_new(struct tls_ctx **out, const struct tls_keypair *kp, size_t n, ch
  * source is the config file named in errors. */
 int tls_ctx_for_listener(struct tls_ctx **out, const char *source, const struct config_listener *l,
                          char *err, size_t errsz);
+/* Load every TLS listener's certificates and keys as ternd would, and drop them:
+ * what `tern check-config` and `ternd --check` report (an unreadable file, bad PEM,
+ * a key that does not match its certificate). 0, or -EINVAL with the listener and
+ * tls_ctx_new's message in err. */
+int tls_check_config(const struct config *c, char *err, size_t errsz);
 /* Drop the owner's reference; sessions started on it keep theirs until they end. */
 void tls_ctx_free(struct tls_ctx *t);
 /* How many certificates (the default and the SNI ones). */

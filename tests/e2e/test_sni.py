@@ -299,3 +299,41 @@ def test_check_config_ok(certs):
                     "tls_cert_for = mx.example.org, *.example.org mx.pem mx.key\n")
     r = tern_cli("check-config", str(conf))
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("body,line,want", [
+    # a key that is not the certificate's: the loader reads both files fine
+    ("tls_cert = default.pem\ntls_key = mx.key\n", 2, "default.pem / %s/mx.key: "),
+    ("tls_cert = default.pem\ntls_key = default.key\n"
+     "tls_cert_for = mx.example.org mx.pem other.key\n", 4,
+     "tls_cert_for mx.example.org: %s/mx.pem / "),
+    ("tls_cert = empty.pem\ntls_key = default.key\n", 2, "empty.pem / %s/default.key: "),
+])
+@pytest.mark.parametrize("tool", ["tern", "ternd"])
+def test_check_config_loads_certificates(certs, body, line, want, tool):
+    """check-config and ternd --check load each certificate and key as ternd would:
+    a mismatched key or a file that is no PEM is caught before a restart."""
+    (certs / "empty.pem").write_text("not a certificate\n")
+    conf = certs / "c.conf"
+    conf.write_text("[listener 127.0.0.1:2600]\n" + body)
+    if tool == "tern":
+        r = tern_cli("check-config", str(conf))
+        err = r.stderr
+    else:
+        r = subprocess.run([str(TERND), "--check", "-c", str(conf)], capture_output=True,
+                           text=True, timeout=10)
+        err = r.stderr
+    assert r.returncode == 78, err
+    assert "%s:%d: tls_" % (conf, line) in err, err
+    assert want % certs in err and "(listener 127.0.0.1:2600)" in err, err
+    assert "ok" not in r.stdout
+
+
+def test_ternd_check_ok_with_certificates(certs):
+    conf = certs / "c.conf"
+    conf.write_text("[listener 127.0.0.1:2600]\ntls_cert = default.pem\n"
+                    "tls_key = default.key\n"
+                    "tls_cert_for = mx.example.org mx.pem mx.key\n")
+    r = subprocess.run([str(TERND), "--check", "-c", str(conf)], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 0 and r.stdout == "%s: ok\n" % conf, r.stderr
