@@ -1358,7 +1358,10 @@ static void server_on_listener(struct ev_loop *loop, int lfd, void *arg, unsigne
 	}
 }
 
-static int server_listen_one(struct server *srv, const struct config_listener *l)
+/* Bind one listener (ports below 1024 need root) and load its keys; it does not
+ * listen yet: until server_listen_all, a client is refused instead of waiting in the
+ * backlog for a journal replay or a spool recovery. */
+static int server_bind_one(struct server *srv, const struct config_listener *l)
 {
 	int fd = socket(l->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -1368,7 +1371,7 @@ static int server_listen_one(struct server *srv, const struct config_listener *l
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* inherited */
 	if (l->sa.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-	if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0 || listen(fd, 1024) < 0) {
+	if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0) {
 		int e = errno;
 		close(fd);
 		return -e;
@@ -1388,16 +1391,33 @@ static int server_listen_one(struct server *srv, const struct config_listener *l
 	sl->l.tls_pairs = NULL; /* borrowed from a config a reload may free; tls has them */
 	sl->l.ntls_pairs = 0;
 	sl->tls = tls;
-	int rc = ev_set(srv->loop, fd, EV_READ, server_on_listener, srv);
-	if (rc < 0)
-		return rc;
-	log_info("event=listening listener=%s lenient_lf=%s tls=%s certificates=%zu auth=%s "
-	         "submission=%s",
-	         l->name,
-	         l->lenient_lf ? "yes" : "no",
-	         l->tls == CONFIG_TLS_IMPLICIT ? "implicit"
-	                                       : (l->tls == CONFIG_TLS_STARTTLS ? "starttls" : "none"),
-	         tls_ctx_count(tls), l->auth ? "yes" : "no", l->submission ? "yes" : "no");
+	return 0;
+}
+
+/* Start accepting on every bound listener: the last step of startup. */
+static int server_listen_all(struct server *srv)
+{
+	for (size_t i = 0; i < srv->nlisteners; i++) {
+		struct server_listener *sl = &srv->listeners[i];
+		const struct config_listener *l = &sl->l;
+		if (listen(sl->fd, 1024) < 0) {
+			int e = errno;
+			log_error("event=startup-failed error=\"listen %s: %s\"", l->name, strerror(e));
+			return -e;
+		}
+		int rc = ev_set(srv->loop, sl->fd, EV_READ, server_on_listener, srv);
+		if (rc < 0) {
+			log_error("event=startup-failed error=\"listen %s: %s\"", l->name, strerror(-rc));
+			return rc;
+		}
+		log_info("event=listening listener=%s lenient_lf=%s tls=%s certificates=%zu auth=%s "
+		         "submission=%s",
+		         l->name, l->lenient_lf ? "yes" : "no",
+		         l->tls == CONFIG_TLS_IMPLICIT
+		                 ? "implicit"
+		                 : (l->tls == CONFIG_TLS_STARTTLS ? "starttls" : "none"),
+		         tls_ctx_count(sl->tls), l->auth ? "yes" : "no", l->submission ? "yes" : "no");
+	}
 	return 0;
 }
 
@@ -1646,9 +1666,9 @@ int server_run(struct server *srv)
 	/* Bind (ports below 1024 need root) and load keys first, then drop root before
 	 * touching the data directory or reading a byte from the network. */
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
-		rc = server_listen_one(srv, &cfg->listeners[i]);
+		rc = server_bind_one(srv, &cfg->listeners[i]);
 		if (rc < 0) {
-			log_error("event=startup-failed error=\"listen %s: %s\"", cfg->listeners[i].name,
+			log_error("event=startup-failed error=\"bind %s: %s\"", cfg->listeners[i].name,
 			          strerror(-rc));
 			return 1;
 		}
@@ -1740,6 +1760,8 @@ int server_run(struct server *srv)
 		return 1;
 	}
 	pickup_scan(srv->pickup, cfg);
+	if (server_listen_all(srv) < 0)
+		return 1;
 
 	log_info("event=started hostname=%s data_dir=%s config=\"%s\"", cfg->hostname,
 	         cfg->data_dir, cfg->source);

@@ -295,7 +295,8 @@ class Ternd:
 
     def _ours_listening(self):
         """Our ternd (not whatever else took the port) says it listens on it, and has
-        finished starting (the journal replayed: sockets are bound before that)."""
+        finished starting (it listens only after the journal replay and the spool
+        recovery; "started" is its last startup line)."""
         if not is_listening(self.port):
             return False
         log = self.log()

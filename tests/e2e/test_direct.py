@@ -82,7 +82,13 @@ def test_acknowledged_but_not_placed_is_placed_after_restart_once(ternd_factory,
     for who in ("alice@example.com", "bob@example.com"):
         wait_for_maildir_files(maildir_new(t.data_dir, who), 3)
         assert _bodies(t, who) == want
-    assert "replayed=yes" in t.log()
+    log = t.log()
+    assert "replayed=yes" in log
+    # ternd listens only once the replay is done (a client is refused meanwhile,
+    # instead of waiting in the backlog), and says started right after
+    rec, lis, sta = (log.find(e) for e in ("event=journal-recover ", "event=listening ",
+                                           "event=started "))
+    assert 0 <= rec < lis < sta, log
     # a second restart replays nothing more
     t.stop()
     t.restart()
