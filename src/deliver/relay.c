@@ -1102,24 +1102,36 @@ static void relay_release(struct relay *rl, const char *qid)
 		rl->o.local_enqueue(rl->o.arg, qid);
 }
 
+/* Release DSN dq of the original qid if it is still held. */
+static void relay_release_left(struct relay *rl, const char *qid, const char *dq)
+{
+	char path[PATH_MAX], hold[PATH_MAX + 8];
+
+	if (spool_queue_path(rl->sp, dq, path, sizeof path) < 0)
+		return;
+	snprintf(hold, sizeof hold, "%s.hold", path);
+	if (access(hold, F_OK) != 0)
+		return;
+	log_info("qid=%s event=bounce-released dsn=%s note=\"held since a crash\"", qid, dq);
+	relay_release(rl, dq);
+}
+
 /* The original is final and about to go: it has recorded every bounce it made
- * (<qid>D1 .. <qid>D<dsn_seq>), so any of them still held was left so by a crash
- * between the record and the release (docs/QUEUE.md "Relay" step 5): release it now,
- * or it would never be delivered. */
+ * (<qid>D1 .. <qid>D<dsn_seq>) and its delay warning (<qid>W once warned), so any of
+ * them still held was left so by a crash between the record and the release
+ * (docs/QUEUE.md "Relay" steps 5 and 6): release it now, or it would never be
+ * delivered nor removed. */
 static void relay_release_recorded(struct relay *rl, const struct spool_envelope *env)
 {
-	for (unsigned k = 1; k <= env->dsn_seq; k++) {
-		char dq[SPOOL_QID_MAX + 16], path[PATH_MAX], hold[PATH_MAX + 8];
+	char dq[SPOOL_QID_MAX + 16];
 
+	for (unsigned k = 1; k <= env->dsn_seq; k++) {
 		snprintf(dq, sizeof dq, "%sD%u", env->qid, k);
-		if (spool_queue_path(rl->sp, dq, path, sizeof path) < 0)
-			continue;
-		snprintf(hold, sizeof hold, "%s.hold", path);
-		if (access(hold, F_OK) != 0)
-			continue;
-		log_info("qid=%s event=bounce-released dsn=%s note=\"held since a crash\"",
-		         env->qid, dq);
-		relay_release(rl, dq);
+		relay_release_left(rl, env->qid, dq);
+	}
+	if (env->warned) {
+		snprintf(dq, sizeof dq, "%sW", env->qid);
+		relay_release_left(rl, env->qid, dq);
 	}
 }
 
@@ -1302,6 +1314,7 @@ static uint64_t relay_process(struct relay *rl, const char *qid, bool force)
 			if (spool_write_state(rl->sp, &j.env) == 0) {
 				snprintf(wq, sizeof wq, "%sW", qid);
 				if (relay_make_dsn(&j, pick, true, wq) == 0) {
+					relay_kill_point("warning-written");
 					log_info("qid=%s event=delay-warning dsn=%s to=<%s>", qid, wq, j.env.from);
 					relay_release(rl, wq);
 				}

@@ -127,3 +127,48 @@ def test_kill_during_local_give_up_bounce_gives_exactly_one(ternd_factory, monke
     raw = files[0].read_bytes()
     assert b"Action: failed" in raw and b"carol@sender.test" in raw
     assert box.read_bytes() == b"not a directory\n"
+
+
+def test_kill_after_delay_warning_written_releases_it_when_final(ternd_factory, monkeypatch):
+    """A crash between writing the delay warning <qid>W (held) and releasing it: the
+    original has recorded `warned 1`, so it never makes a second one; when it is
+    final (here: given up after 4 s of 451s) the warning left held is released and
+    delivered, then the bounce: the sender gets one of each and the queue empties.
+    Before this test <qid>W stayed held in the queue for ever."""
+    rport = free_port("127.0.0.2")
+    rcv = Receiver("127.0.0.2", rport,
+                   lambda r, c, n: serve(r, c, rcpt_reply=b"451 4.3.0 busy, later"))
+    port = free_port()
+    while port == rport:
+        port = free_port()
+    try:
+        monkeypatch.setenv("TERN_KILL_AT", "warning-written")
+        send = ternd_factory(config=CONF.replace("{rport}", str(rport)) +
+                             "delay_warning = 1s\ngive_up = 4s\n", start=False, port=port)
+        (send.tmp / "aliases").write_text("bob: bob@remote.test\n")
+        send.start()
+        submit(send, ["bob@sender.test"], MSG)
+
+        rc = send.proc.wait(20)
+        assert rc == -signal.SIGKILL, "exit %r, not SIGKILL:\n%s" % (rc, send.log())
+        names = queue_names(send)
+        qid = min((n for n in names if n.isalnum()), key=len)
+        assert qid + "W" in names and qid + "W.hold" in names, names
+        assert maildir_files(send.mailbox("alice@sender.test")) == []
+
+        monkeypatch.delenv("TERN_KILL_AT")
+        send.restart()
+        wait_until(lambda: queue_names(send) == [], timeout=30,
+                   what="empty queue (left: %s)" % queue_names(send))
+        wait_until(lambda: len(maildir_files(send.mailbox("alice@sender.test"))) >= 2,
+                   timeout=10, what="warning and bounce delivered")
+        time.sleep(1.5)  # a second warning would come within a retry period
+        raws = [f.read_bytes() for f in maildir_files(send.mailbox("alice@sender.test"))]
+        assert len(raws) == 2, raws
+        assert sum(b"Action: delayed" in r for r in raws) == 1
+        assert sum(b"Action: failed" in r for r in raws) == 1
+        assert "event=bounce-released dsn=%sW" % qid in send.log()
+        assert "event=delay-warning" not in send.log()  # not made a second time
+        assert rcv.messages == []
+    finally:
+        rcv.close()
