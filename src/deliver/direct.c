@@ -62,6 +62,9 @@ enum direct_fault_op {
 	DIRECT_FAULT_DIRSYNC,
 	DIRECT_FAULT_JOURNAL, /* the journal's fdatasync fails */
 	DIRECT_FAULT_PLACE,   /* putting a journaled copy into new/ fails (after its 250) */
+	DIRECT_FAULT_PLACE_NOMEM, /* the first journaled message: placing fails, and so does
+	                             the memory to keep it for a retry (the journal then
+	                             holds it, and everything after, until a restart) */
 };
 
 struct direct_rcpt {
@@ -101,6 +104,7 @@ struct direct_msg {
 	size_t jmeta;   /* bytes of jrec before the body */
 	uint64_t jseq;  /* > 0 once appended */
 	bool acked;     /* done() posted right after the journal sync */
+	bool fault_nomem; /* DIRECT_FAULT_PLACE_NOMEM picked this one */
 	struct direct_msg *ack_next;
 	atomic_int refs; /* the loop's ack and the publisher each hold one */
 };
@@ -119,6 +123,7 @@ struct direct {
 	pid_t pid;
 	int efd;
 	enum direct_fault_op fault;
+	unsigned fault_left; /* DIRECT_FAULT_PLACE_NOMEM: messages still to fail */
 	bool per_file_sync; /* fdatasync each file instead of syncfs (TERN_DIRECT_SYNC) */
 	atomic_bool anon_ok; /* open copies as O_TMPFILE (TERN_DIRECT_TMPFILE=0: never) */
 	atomic_bool relaxed; /* durability = relaxed: no journal, no sync */
@@ -606,9 +611,10 @@ static int direct_place_record(struct direct *d, const char *p, size_t n, const 
 /* Keep a record whose copies are not all placed, to retry. Without memory for the
  * copy, the journal keeps it: nothing at or above seq is retired until a restart
  * replays it. */
-static void direct_retry_add(struct direct *d, uint64_t seq, const void *p, size_t n)
+static void direct_retry_add(struct direct *d, uint64_t seq, const void *p, size_t n,
+                             bool nomem)
 {
-	struct direct_retry *rt = calloc(1, sizeof *rt);
+	struct direct_retry *rt = nomem ? NULL : calloc(1, sizeof *rt);
 	if (rt != NULL) {
 		buf_init(&rt->rec, 0);
 		if (buf_append(&rt->rec, p, n) < 0) {
@@ -666,7 +672,7 @@ static int direct_replay(void *arg, uint64_t seq, const void *p, size_t n)
 	struct direct *d = arg;
 	int r = direct_place_record(d, p, n, "replayed");
 	if (r < 0)
-		direct_retry_add(d, seq, p, n);
+		direct_retry_add(d, seq, p, n, false);
 	return r;
 }
 
@@ -957,6 +963,13 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 	for (struct direct_msg *m = list; m; m = m->next) {
 		for (size_t i = 0; m->err == 0 && i < m->nr; i++) {
 			int r = m->acked ? direct_fault(d, DIRECT_FAULT_PLACE) : 0;
+			if (r == 0 && m->acked && d->fault == DIRECT_FAULT_PLACE_NOMEM &&
+			    (d->fault_left > 0 || m->fault_nomem)) {
+				if (!m->fault_nomem)
+					d->fault_left--; /* publisher thread only */
+				m->fault_nomem = true;
+				r = -EIO;
+			}
 			if (r == 0)
 				r = direct_publish(d, &m->r[i]); /* needs the fd of an O_TMPFILE copy */
 			close(m->r[i].fd);
@@ -1022,7 +1035,7 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 						unlink(p);
 					m->r[i].in_tmp = false;
 				}
-				direct_retry_add(d, m->jseq, m->jrec.ptr, m->jrec.len);
+				direct_retry_add(d, m->jseq, m->jrec.ptr, m->jrec.len, m->fault_nomem);
 			}
 			if (m->jseq + 1 > d->placed_below)
 				d->placed_below = m->jseq + 1;
@@ -1187,6 +1200,10 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 			d->fault = DIRECT_FAULT_JOURNAL;
 		else if (strcmp(f, "place") == 0)
 			d->fault = DIRECT_FAULT_PLACE;
+		else if (strcmp(f, "place-nomem") == 0) {
+			d->fault = DIRECT_FAULT_PLACE_NOMEM;
+			d->fault_left = 1;
+		}
 	}
 	f = getenv("TERN_DIRECT_SYNC");
 	d->per_file_sync = f != NULL && strcmp(f, "fdatasync") == 0;

@@ -101,6 +101,42 @@ def test_acknowledged_but_not_placed_is_placed_after_restart_once(ternd_factory,
     assert "replayed=yes" not in t.log()
 
 
+@pytest.mark.parametrize("how", ["sigterm", "kill9"])
+def test_unplaced_record_without_memory_waits_for_the_restart(ternd_factory, monkeypatch, how):
+    """Placing the first message fails after its 250 and there is no memory to keep
+    its record for a retry (TERN_FAULT=place-nomem): the journal keeps it, and retires
+    nothing from it on, even at a clean stop. The restart replays it; the two after
+    it, placed at once, are not placed a second time."""
+    monkeypatch.setenv("TERN_FAULT", "place-nomem")
+    t = ternd_factory()
+    _send(t, 3, how)
+    wait_until(lambda: "action=replay-at-restart" in t.log(), what="out-of-memory line")
+    for who in ("alice@example.com", "bob@example.com"):
+        wait_for_maildir_files(maildir_new(t.data_dir, who), 2)
+        assert _bodies(t, who) == sorted(b".leading dot\nbody %d\n" % i for i in (1, 2))
+    assert t.log().count("event=place-failed") == 2  # the message's line, the no-memory one
+    if how == "kill9":
+        t.kill9()
+    else:
+        t.stop()
+    monkeypatch.delenv("TERN_FAULT")
+    t.restart()
+    want = sorted(b".leading dot\nbody %d\n" % i for i in range(3))
+    for who in ("alice@example.com", "bob@example.com"):
+        wait_for_maildir_files(maildir_new(t.data_dir, who), 3)
+        assert _bodies(t, who) == want
+    assert t.log().count("replayed=yes") == 2  # one line per recipient, message 0 only
+    t.stop()
+    t.restart()
+    _send(t, 1, "after")
+    for who in ("alice@example.com", "bob@example.com"):
+        wait_for_maildir_files(maildir_new(t.data_dir, who), 4)
+    t.stop()
+    for who in ("alice@example.com", "bob@example.com"):
+        assert len(maildir_files(maildir_new(t.data_dir, who))) == 4
+    assert "replayed=yes" not in t.log()
+
+
 def test_kill9_under_load_loses_nothing(ternd_factory):
     """Messages acknowledged while ternd is killed -9 mid-stream are all there after
     the restart (placed before the kill, or replayed from the journal), complete."""
