@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "client/client_mime.h"
+#include "client/client_smtp.h"
+#include "smtp/smtp_dsn.h"
 #include "util/buf.h"
 #include "util/dirsync.h"
 
@@ -36,7 +38,8 @@ static int client_maildrop_mkdirs(const char *path)
 }
 
 int client_maildrop_write(const char *dir, const char *from, char *const *rcpts, size_t nrcpts,
-                          const char *msg, size_t len, char *path, size_t pathsz)
+                          const struct client_dsn *dsn, const char *msg, size_t len, char *path,
+                          size_t pathsz)
 {
 	char tmpdir[1024], newdir[1024], tmpf[1200], newf[1200], name[128], rnd[17];
 	struct buf b;
@@ -60,11 +63,33 @@ int client_maildrop_write(const char *dir, const char *from, char *const *rcpts,
 	snprintf(tmpf, sizeof tmpf, "%s/%s", tmpdir, name);
 	snprintf(newf, sizeof newf, "%s/%s", newdir, name);
 
-	if ((rc = buf_printf(&b, "X-Tern-Sender: <%s>\n", from)) < 0)
+	if ((rc = buf_printf(&b, "X-Tern-Sender: <%s>", from)) < 0)
 		goto fail;
-	for (size_t i = 0; i < nrcpts; i++)
-		if ((rc = buf_printf(&b, "X-Tern-Rcpt: <%s>\n", rcpts[i])) < 0)
+	if (dsn != NULL && dsn->ret != 0 &&
+	    (rc = buf_printf(&b, " RET=%s", dsn->ret == 2 ? "HDRS" : "FULL")) < 0)
+		goto fail;
+	if (dsn != NULL && dsn->envid != NULL && dsn->envid[0] != '\0' &&
+	    (rc = buf_printf(&b, " ENVID=%s", dsn->envid)) < 0)
+		goto fail;
+	if ((rc = buf_append(&b, "\n", 1)) < 0)
+		goto fail;
+	for (size_t i = 0; i < nrcpts; i++) {
+		if ((rc = buf_printf(&b, "X-Tern-Rcpt: <%s>", rcpts[i])) < 0)
 			goto fail;
+		unsigned bits = 0;
+		char words[64];
+		if (dsn != NULL)
+			bits = dsn->rnotify != NULL && dsn->rnotify[i] != 0 ? dsn->rnotify[i]
+			                                                     : dsn->notify;
+		if (bits != 0 && smtp_dsn_notify_format(bits, words, sizeof words) == 0 &&
+		    (rc = buf_printf(&b, " NOTIFY=%s", words)) < 0)
+			goto fail;
+		if (dsn != NULL && dsn->rorcpt != NULL && dsn->rorcpt[i] != NULL &&
+		    dsn->rorcpt[i][0] != '\0' && (rc = buf_printf(&b, " ORCPT=%s", dsn->rorcpt[i])) < 0)
+			goto fail;
+		if ((rc = buf_append(&b, "\n", 1)) < 0)
+			goto fail;
+	}
 	if ((rc = buf_append(&b, "\n", 1)) < 0)
 		goto fail;
 	for (size_t i = 0; i < len; i++) {

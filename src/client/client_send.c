@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "client/client_mime.h"
 #include "client/client_reply.h"
 #include "client/client_smtp.h"
+#include "smtp/smtp_dsn.h"
 #include "util/limits.h"
 
 #define CLIENT_BODY_MAX (TERN_MSG_SIZE_DEFAULT + 0u)
@@ -46,6 +48,10 @@ static void client_send_usage(FILE *f)
 	      "  --timeout SECONDS    per network operation (default 300)\n"
 	      "  -v, --verbose        print the SMTP dialogue (C: client, S: server) to stderr\n"
 	      "  -n, --dry-run        print the composed message, send nothing\n"
+	      "delivery status notifications (RFC 3461; sent when the server offers DSN):\n"
+	      "  --notify WHEN        never, or a list of success,failure,delay\n"
+	      "  --ret full|hdrs      return the whole message or its header in a bounce\n"
+	      "  --envid TEXT         envelope id quoted back in reports (printable ASCII)\n"
 	      "exit: 0 sent, 64 usage, 65 bad data, 66 missing file, 69 refused (5xx),\n"
 	      "      75 temporary failure (4xx, network)\n",
 	      f);
@@ -55,6 +61,36 @@ void client_send_opts_init(struct client_send_opts *o)
 {
 	memset(o, 0, sizeof *o);
 	o->tls = CLIENT_TLS_AUTO;
+}
+
+int client_dsn_opts_set(struct client_dsn_opts *d, const char *notify, const char *ret,
+                        const char *envid, char *err, size_t errsz)
+{
+	if (notify != NULL && smtp_dsn_notify_parse(notify, strlen(notify), &d->d.notify) < 0) {
+		snprintf(err, errsz, "NOTIFY \"%s\": want never, or a list of success,failure,delay",
+		         notify);
+		return -EINVAL;
+	}
+	if (ret != NULL) {
+		if (strcasecmp(ret, "full") == 0) {
+			d->d.ret = 1;
+		} else if (strcasecmp(ret, "hdrs") == 0) {
+			d->d.ret = 2;
+		} else {
+			snprintf(err, errsz, "RET \"%s\": want full or hdrs", ret);
+			return -EINVAL;
+		}
+	}
+	if (envid != NULL) {
+		int r = smtp_dsn_xtext_encode(envid, strlen(envid), d->envid, sizeof d->envid);
+		if (r < 0 || d->envid[0] == '\0') {
+			snprintf(err, errsz, "ENVID: %s", r == -ENOSPC ? "too long (100 octets encoded)"
+			                                   : "want printable ASCII, not empty");
+			return -EINVAL;
+		}
+		d->d.envid = d->envid;
+	}
+	return 0;
 }
 
 void client_send_opts_free(struct client_send_opts *o)
@@ -196,7 +232,7 @@ int client_send_submit(const struct client_send_opts *o, const char *from, char 
 			fprintf(stderr, "tern: warning: %s does not offer 8BITMIME; sending 8-bit "
 			                "data anyway\n", host);
 	}
-	rc = client_smtp_transaction(&s, from, rcpts, nrcpts, msg, len, body8, smtputf8);
+	rc = client_smtp_transaction(&s, from, rcpts, nrcpts, msg, len, body8, smtputf8, o->dsn);
 	if (o->last_reply != NULL)
 		*o->last_reply = s.reply; /* before QUIT's 221 replaces it */
 	client_smtp_quit(&s);
@@ -243,7 +279,7 @@ enum {
 	CLIENT_OPT_FROM = 1000, CLIENT_OPT_TO, CLIENT_OPT_CC, CLIENT_OPT_BCC, CLIENT_OPT_BODY,
 	CLIENT_OPT_BODY_FILE, CLIENT_OPT_HTML, CLIENT_OPT_MESSAGE, CLIENT_OPT_SERVER,
 	CLIENT_OPT_TLS, CLIENT_OPT_INSECURE, CLIENT_OPT_AUTH, CLIENT_OPT_PWFILE, CLIENT_OPT_HELO,
-	CLIENT_OPT_TIMEOUT,
+	CLIENT_OPT_TIMEOUT, CLIENT_OPT_NOTIFY, CLIENT_OPT_RET, CLIENT_OPT_ENVID,
 };
 
 static const struct option client_send_longopts[] = {
@@ -265,6 +301,9 @@ static const struct option client_send_longopts[] = {
 	{"password-file", required_argument, NULL, CLIENT_OPT_PWFILE},
 	{"helo", required_argument, NULL, CLIENT_OPT_HELO},
 	{"timeout", required_argument, NULL, CLIENT_OPT_TIMEOUT},
+	{"notify", required_argument, NULL, CLIENT_OPT_NOTIFY},
+	{"ret", required_argument, NULL, CLIENT_OPT_RET},
+	{"envid", required_argument, NULL, CLIENT_OPT_ENVID},
 	{"verbose", no_argument, NULL, 'v'},
 	{"dry-run", no_argument, NULL, 'n'},
 	{"help", no_argument, NULL, 'h'},
@@ -300,6 +339,7 @@ static int client_send_compose(const struct client_compose *c, struct buf *out)
 int client_send_main(int argc, char **argv)
 {
 	struct client_send_opts o;
+	struct client_dsn_opts dsn;
 	struct client_compose c;
 	struct client_strv env_rcpt = {NULL, 0}, att_paths = {NULL, 0};
 	struct buf body, html, raw, out;
@@ -310,6 +350,7 @@ int client_send_main(int argc, char **argv)
 	int ex = EX_OK, opt;
 
 	client_send_opts_init(&o);
+	memset(&dsn, 0, sizeof dsn);
 	memset(&c, 0, sizeof c);
 	buf_init(&body, CLIENT_BODY_MAX);
 	buf_init(&html, CLIENT_BODY_MAX);
@@ -366,6 +407,21 @@ int client_send_main(int argc, char **argv)
 				goto usage;
 			}
 			o.timeout_s = (int)t;
+			break;
+		}
+		case CLIENT_OPT_NOTIFY:
+		case CLIENT_OPT_RET:
+		case CLIENT_OPT_ENVID: {
+			char err[200];
+			if (client_dsn_opts_set(&dsn, opt == CLIENT_OPT_NOTIFY ? optarg : NULL,
+			                        opt == CLIENT_OPT_RET ? optarg : NULL,
+			                        opt == CLIENT_OPT_ENVID ? optarg : NULL, err,
+			                        sizeof err) < 0) {
+				fprintf(stderr, "tern: --%s: %s\n", opt == CLIENT_OPT_NOTIFY ? "notify"
+				                : opt == CLIENT_OPT_RET ? "ret" : "envid", err);
+				goto usage;
+			}
+			o.dsn = &dsn.d;
 			break;
 		}
 		case 'v': o.verbose = true; break;

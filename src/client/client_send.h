@@ -9,6 +9,7 @@
 
 #include "client/client_mime.h"
 #include "client/client_smtp.h"
+#include "smtp/smtp_dsn.h"
 
 #define CLIENT_SERVER_DEFAULT "127.0.0.1:2525" /* ternd's built-in default listener */
 
@@ -25,6 +26,7 @@ struct client_send_opts {
 	bool quiet;                /* sendmail -bs: no failure is printed (the caller
 	                              passes it on as an SMTP reply) */
 	int timeout_s;
+	const struct client_dsn *dsn; /* RFC 3461 parameters to pass on; NULL: none */
 	/* Filled by client_send_submit when not NULL: the last reply the server gave,
 	 * and the one-line failure ("" after a success). */
 	struct client_reply *last_reply;
@@ -38,6 +40,17 @@ struct client_msg_source {
 	const char *raw;
 	size_t raw_len;
 };
+
+/* A struct client_dsn filled from options as a user types them (tern send --notify
+ * --ret --envid; sendmail -N -R -V), with room for the encoded ENVID. */
+struct client_dsn_opts {
+	struct client_dsn d;
+	char envid[SMTP_DSN_ENVID_MAX + 1];
+};
+/* Set what is not NULL: NOTIFY words, RET full|hdrs (any case), ENVID as typed
+ * (printable ASCII, xtext-encoded here). 0, or -EINVAL with the reason in err. */
+int client_dsn_opts_set(struct client_dsn_opts *d, const char *notify, const char *ret,
+                        const char *envid, char *err, size_t errsz);
 
 void client_send_opts_init(struct client_send_opts *o);
 void client_send_opts_free(struct client_send_opts *o); /* wipes the password */

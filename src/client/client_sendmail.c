@@ -1,6 +1,6 @@
 /* client_sendmail.c - `tern sendmail` / `sendmail`: the sendmail(8) command-line
- * interface (recipients as arguments, -t, -i/-oi, -f, -F; other -o/-B/-N/-R options
- * accepted and ignored; -bs hands over to client_sendmail_bs.c). Submits to the
+ * interface (recipients as arguments, -t, -i/-oi, -f, -F, DSN's -N/-R/-V; other
+ * -o/-B options accepted and ignored; -bs hands over to client_sendmail_bs.c). Submits to the
  * local ternd over SMTP; when ternd cannot be reached (or answers 4xx) the message
  * goes durably into the maildrop. Does not implement -bp (mailq) or -q. */
 #include <errno.h>
@@ -29,9 +29,13 @@ static void client_sendmail_usage(FILE *f)
 	      "  -i, -oi     a line with a single \".\" does not end the message\n"
 	      "  -f SENDER   envelope sender (default: USER@HOST)\n"
 	      "  -F NAME     full name for an added From: header\n"
+	      "  -N WHEN     delivery status notifications: never, or a list of\n"
+	      "              success,failure,delay (RFC 3461 NOTIFY)\n"
+	      "  -R full|hdrs  what a bounce returns of the message (RET)\n"
+	      "  -V ENVID    envelope id quoted back in reports\n"
 	      "  -bs         speak SMTP on stdin/stdout (each message is handed over\n"
-	      "              as below before its 250)\n"
-	      "  other -o..., -B, -N, -R options are accepted and ignored\n"
+	      "              as below before its 250; DSN parameters pass through)\n"
+	      "  other -o..., -B, -C, -L, -O, -X options are accepted and ignored\n"
 	      "submits to $TERN_SERVER (default 127.0.0.1:2525); when ternd is not reachable\n"
 	      "the message is queued in $TERN_MAILDROP (default ./var/maildrop) and exit is 0\n",
 	      f);
@@ -160,6 +164,7 @@ static int client_sendmail_read(bool dot_ends, struct buf *raw)
 int client_sendmail_main(int argc, char **argv)
 {
 	struct client_send_opts o;
+	struct client_dsn_opts dsn;
 	struct client_strv rcpts = {NULL, 0};
 	struct buf raw, msg;
 	const char *sender = NULL, *fullname = NULL, *maildrop = NULL;
@@ -168,6 +173,7 @@ int client_sendmail_main(int argc, char **argv)
 	int ex = EX_OK, rc, i;
 
 	client_send_opts_init(&o);
+	memset(&dsn, 0, sizeof dsn);
 	o.tls = CLIENT_TLS_NONE;
 	o.quiet_tempfail = true;
 	buf_init(&raw, TERN_MSG_SIZE_DEFAULT);
@@ -202,7 +208,7 @@ int client_sendmail_main(int argc, char **argv)
 				maildrop = argv[++i];
 			continue;
 		}
-		if (strchr("fFrBCLNORX", a[1]) != NULL && a[1] != '\0') {
+		if (strchr("fFrBCLNORVX", a[1]) != NULL && a[1] != '\0') {
 			val = a[2] != '\0' ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
 			if (val == NULL)
 				goto usage;
@@ -210,6 +216,17 @@ int client_sendmail_main(int argc, char **argv)
 				sender = val;
 			else if (a[1] == 'F')
 				fullname = val;
+			if (a[1] == 'N' || a[1] == 'R' || a[1] == 'V') {
+				char err[200];
+				if (client_dsn_opts_set(&dsn, a[1] == 'N' ? val : NULL,
+				                        a[1] == 'R' ? val : NULL, a[1] == 'V' ? val : NULL,
+				                        err, sizeof err) < 0) {
+					fprintf(stderr, "tern sendmail: -%c: %s\n", a[1], err);
+					ex = EX_USAGE;
+					goto done;
+				}
+				o.dsn = &dsn.d;
+			}
 			continue;
 		}
 		if (a[1] == 'o') {
@@ -245,9 +262,10 @@ int client_sendmail_main(int argc, char **argv)
 	}
 	if (bsflag) {
 		/* the envelope comes from MAIL and RCPT; -f has nothing to name */
-		if (rcpts.n > 0 || tflag) {
-			fprintf(stderr, "tern sendmail: -bs takes its recipients from RCPT TO, "
-			                "not from arguments or -t\n");
+		if (rcpts.n > 0 || tflag || o.dsn != NULL) {
+			fprintf(stderr, "tern sendmail: -bs takes its recipients from RCPT TO and "
+			                "DSN parameters from MAIL and RCPT, not from arguments, -t, "
+			                "-N, -R or -V\n");
 			ex = EX_USAGE;
 			goto done;
 		}
@@ -292,8 +310,8 @@ int client_sendmail_main(int argc, char **argv)
 	ex = client_send_submit(&o, from, rcpts.v, rcpts.n, &src);
 	if (ex == EX_TEMPFAIL) {
 		char path[1300];
-		rc = client_maildrop_write(maildrop, from, rcpts.v, rcpts.n, msg.ptr, msg.len, path,
-		                           sizeof path);
+		rc = client_maildrop_write(maildrop, from, rcpts.v, rcpts.n, o.dsn, msg.ptr, msg.len,
+		                           path, sizeof path);
 		if (rc < 0) {
 			fprintf(stderr, "tern sendmail: ternd not reachable and the maildrop "
 			                "failed: %s\n", strerror(-rc));

@@ -10,8 +10,9 @@
  * (ternd's own 250, or the maildrop file fsynced into new/); a 5xx from ternd is
  * passed on; anything else is 451, so the caller keeps the message.
  * Does not: TLS or AUTH (the pipe is local), answer VRFY/EXPN (252), apply relay or
- * recipient policy (ternd does when the message reaches it), pass DSN parameters on
- * (ternd's defaults apply), or time out (the caller owns both pipes).
+ * recipient policy (ternd does when the message reaches it), or time out (the caller
+ * owns both pipes). DSN parameters (RET, ENVID, NOTIFY, ORCPT) are passed on to ternd
+ * or written into the maildrop file.
  */
 #include <errno.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include "client/client_reply.h"
 #include "client/client_send.h"
 #include "client/client_sendmail.h"
+#include "smtp/smtp_dsn.h"
 #include "smtp/smtp_server.h"
 #include "util/buf.h"
 #include "util/limits.h"
@@ -37,6 +39,10 @@ struct client_bs {
 	char from[TERN_PATH_MAX]; /* "" for <> */
 	char **rcpts;             /* the accepted envelope of this message */
 	size_t nrcpts;
+	unsigned *rnotify;        /* per recipient NOTIFY bits (0: none) */
+	char **rorcpt;            /* per recipient ORCPT or NULL */
+	char envid[SMTP_DSN_ENVID_MAX + 1];
+	struct client_dsn dsn;
 	struct buf msg; /* content, CRLF, dot-unstuffed */
 };
 
@@ -52,11 +58,18 @@ static void client_bs_msg_reset(struct client_bs *b)
 
 static void client_bs_envelope_free(struct client_bs *b)
 {
-	for (size_t i = 0; i < b->nrcpts; i++)
+	for (size_t i = 0; i < b->nrcpts; i++) {
 		free(b->rcpts[i]);
+		free(b->rorcpt[i]);
+	}
 	free(b->rcpts);
-	b->rcpts = NULL;
+	free(b->rorcpt);
+	free(b->rnotify);
+	b->rcpts = b->rorcpt = NULL;
+	b->rnotify = NULL;
 	b->nrcpts = 0;
+	memset(&b->dsn, 0, sizeof b->dsn);
+	b->envid[0] = '\0';
 	b->from[0] = '\0';
 }
 
@@ -81,7 +94,9 @@ static int client_bs_data_begin(void *ctx, const struct smtp_addr *from,
 	if (smtp_addr_format(from, b->from, sizeof b->from) < 0)
 		return -ENAMETOOLONG;
 	b->rcpts = calloc(nrcpts, sizeof *b->rcpts);
-	if (b->rcpts == NULL)
+	b->rorcpt = calloc(nrcpts, sizeof *b->rorcpt);
+	b->rnotify = calloc(nrcpts, sizeof *b->rnotify);
+	if (b->rcpts == NULL || b->rorcpt == NULL || b->rnotify == NULL)
 		return -ENOMEM;
 	for (size_t i = 0; i < nrcpts; i++) {
 		if (smtp_addr_format(&rcpts[i], addr, sizeof addr) < 0)
@@ -90,7 +105,19 @@ static int client_bs_data_begin(void *ctx, const struct smtp_addr *from,
 		if (b->rcpts[i] == NULL)
 			return -ENOMEM;
 		b->nrcpts = i + 1;
+		const struct smtp_rcpt_dsn *d = smtp_server_rcpt_dsn(b->s, i);
+		if (d != NULL) {
+			b->rnotify[i] = d->notify;
+			if (d->orcpt[0] != '\0' && (b->rorcpt[i] = strdup(d->orcpt)) == NULL)
+				return -ENOMEM;
+		}
 	}
+	/* as the caller sent them, already checked by the engine */
+	snprintf(b->envid, sizeof b->envid, "%s", p->dsn_envid);
+	b->dsn.ret = p->dsn_ret;
+	b->dsn.envid = b->envid;
+	b->dsn.rnotify = b->rnotify;
+	b->dsn.rorcpt = b->rorcpt;
 	return 0;
 }
 
@@ -156,13 +183,14 @@ static void client_bs_data_commit(void *ctx)
 	o.err_out = err;
 	o.err_out_sz = sizeof err;
 	o.quiet = !o.verbose;
+	o.dsn = &b->dsn;
 	struct client_msg_source src = {NULL, b->msg.ptr != NULL ? b->msg.ptr : "", b->msg.len};
 	ex = client_send_submit(&o, b->from, b->rcpts, b->nrcpts, &src);
 	if (ex == EX_OK) {
 		client_bs_qid(&last, qid, sizeof qid);
 		smtp_server_commit_done(b->s, 0, qid);
 	} else if (ex == EX_TEMPFAIL) {
-		rc = client_maildrop_write(b->maildrop, b->from, b->rcpts, b->nrcpts,
+		rc = client_maildrop_write(b->maildrop, b->from, b->rcpts, b->nrcpts, &b->dsn,
 		                           b->msg.ptr != NULL ? b->msg.ptr : "", b->msg.len, path,
 		                           sizeof path);
 		if (rc == 0) {

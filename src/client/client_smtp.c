@@ -23,6 +23,7 @@
 
 #include "client/client_codec.h"
 #include "client/client_scram.h"
+#include "smtp/smtp_dsn.h"
 #include "util/limits.h"
 
 #define CLIENT_SMTP_IN_MAX 8192   /* longest line we buffer while looking for LF */
@@ -388,6 +389,7 @@ void client_smtp_parse_ehlo(struct client_smtp *s, const struct client_reply *r)
 {
 	const char *p = r->text;
 	s->has_starttls = s->has_8bitmime = s->has_smtputf8 = s->has_pipelining = false;
+	s->has_dsn = false;
 	s->has_size = s->has_auth = s->auth_plain = s->auth_login = s->auth_scram = false;
 	s->size_max = 0;
 	bool first = true;
@@ -415,6 +417,8 @@ void client_smtp_parse_ehlo(struct client_smtp *s, const struct client_reply *r)
 			s->has_smtputf8 = true;
 		else if (strcasecmp(kw, "PIPELINING") == 0)
 			s->has_pipelining = true;
+		else if (strcasecmp(kw, "DSN") == 0)
+			s->has_dsn = true;
 		else if (strcasecmp(kw, "SIZE") == 0) {
 			s->has_size = true;
 			if (arg != NULL)
@@ -689,12 +693,43 @@ static void client_smtp_trace_data(struct client_smtp *s, const char *p, size_t 
 		        total - lines);
 }
 
+/* Does dsn ask for anything? */
+static bool client_dsn_any(const struct client_dsn *d, size_t nrcpts)
+{
+	if (d == NULL)
+		return false;
+	if (d->ret != 0 || (d->envid != NULL && d->envid[0] != '\0') || d->notify != 0)
+		return true;
+	for (size_t i = 0; i < nrcpts; i++)
+		if ((d->rnotify != NULL && d->rnotify[i] != 0) ||
+		    (d->rorcpt != NULL && d->rorcpt[i] != NULL && d->rorcpt[i][0] != '\0'))
+			return true;
+	return false;
+}
+
+/* "RCPT TO:<addr>" plus its NOTIFY and ORCPT when the server takes them. */
+static void client_smtp_rcpt_line(const struct client_smtp *s, char *line, size_t linesz,
+                                  char *const *rcpts, size_t i, const struct client_dsn *d)
+{
+	int w = snprintf(line, linesz, "RCPT TO:<%s>", rcpts[i]);
+	if (!s->has_dsn || d == NULL || w < 0 || (size_t)w >= linesz)
+		return;
+	unsigned bits = d->rnotify != NULL && d->rnotify[i] != 0 ? d->rnotify[i] : d->notify;
+	char words[64];
+	if (bits != 0 && smtp_dsn_notify_format(bits, words, sizeof words) == 0)
+		w += snprintf(line + w, linesz - (size_t)w, " NOTIFY=%s", words);
+	if (d->rorcpt != NULL && d->rorcpt[i] != NULL && d->rorcpt[i][0] != '\0' &&
+	    (size_t)w < linesz)
+		snprintf(line + w, linesz - (size_t)w, " ORCPT=%s", d->rorcpt[i]);
+}
+
 int client_smtp_transaction(struct client_smtp *s, const char *from, char *const *rcpts,
                             size_t nrcpts, const char *msg, size_t len, bool body_8bit,
-                            bool smtputf8)
+                            bool smtputf8, const struct client_dsn *dsn)
 {
 	struct buf cmds, data;
-	char mail[TERN_PATH_MAX + 100], line[TERN_PATH_MAX + 20];
+	char mail[TERN_PATH_MAX + 300],
+	        line[TERN_PATH_MAX + 40 + SMTP_DSN_ORCPT_MAX];
 	char failed_cmd[TERN_PATH_MAX + 20] = "";
 	struct client_reply first_fail;
 	int rc = 0;
@@ -719,7 +754,18 @@ int client_smtp_transaction(struct client_smtp *s, const char *from, char *const
 	if (body_8bit && s->has_8bitmime)
 		w += snprintf(mail + w, sizeof mail - (size_t)w, " BODY=8BITMIME");
 	if (smtputf8)
-		snprintf(mail + w, sizeof mail - (size_t)w, " SMTPUTF8");
+		w += snprintf(mail + w, sizeof mail - (size_t)w, " SMTPUTF8");
+	if (client_dsn_any(dsn, nrcpts) && !s->has_dsn && s->verbose)
+		fprintf(s->trace != NULL ? s->trace : stderr,
+		        "%s does not offer DSN: NOTIFY, RET, ENVID and ORCPT are not sent\n",
+		        s->host);
+	if (s->has_dsn && dsn != NULL) {
+		if (dsn->ret != 0)
+			w += snprintf(mail + w, sizeof mail - (size_t)w, " RET=%s",
+			              dsn->ret == 2 ? "HDRS" : "FULL");
+		if (dsn->envid != NULL && dsn->envid[0] != '\0')
+			snprintf(mail + w, sizeof mail - (size_t)w, " ENVID=%s", dsn->envid);
+	}
 
 	if (s->has_pipelining) {
 		/* RFC 2920: MAIL and every RCPT in one write, then the replies in order */
@@ -727,7 +773,7 @@ int client_smtp_transaction(struct client_smtp *s, const char *from, char *const
 			goto fail;
 		client_smtp_trace_line(s, 'C', mail, strlen(mail));
 		for (size_t i = 0; i < nrcpts; i++) {
-			snprintf(line, sizeof line, "RCPT TO:<%s>", rcpts[i]);
+			client_smtp_rcpt_line(s, line, sizeof line, rcpts, i, dsn);
 			client_smtp_trace_line(s, 'C', line, strlen(line));
 			if ((rc = buf_printf(&cmds, "%s\r\n", line)) < 0)
 				goto fail;
@@ -757,7 +803,7 @@ int client_smtp_transaction(struct client_smtp *s, const char *from, char *const
 			goto fail;
 		}
 		for (size_t i = 0; i < nrcpts; i++) {
-			snprintf(line, sizeof line, "RCPT TO:<%s>", rcpts[i]);
+			client_smtp_rcpt_line(s, line, sizeof line, rcpts, i, dsn);
 			if ((rc = client_smtp_cmd(s, line, NULL, 2)) < 0) {
 				if (s->reply.code != 0)
 					goto abort;

@@ -48,7 +48,7 @@ struct client_smtp {
 	FILE *trace;
 	bool loopback;              /* peer address is loopback */
 	/* from the last EHLO */
-	bool esmtp, has_starttls, has_8bitmime, has_smtputf8, has_pipelining, has_size;
+	bool esmtp, has_starttls, has_8bitmime, has_smtputf8, has_pipelining, has_size, has_dsn;
 	bool has_auth, auth_plain, auth_login, auth_scram;
 	unsigned long long size_max;
 	struct client_reply reply;  /* the last reply read */
@@ -56,13 +56,24 @@ struct client_smtp {
 	char err[1024];             /* "RCPT TO:<x@y> failed: 550 5.1.1 no such user" */
 };
 
+/* RFC 3461 parameters for one transaction, sent when the server offers DSN (a
+ * server that does not gets none of them: its own defaults apply, and -v says so). */
+struct client_dsn {
+	int ret;                 /* 0: none, 1: RET=FULL, 2: RET=HDRS */
+	const char *envid;       /* ENVID, already xtext; NULL or "": none */
+	unsigned notify;         /* SMTP_DSN_* bits for every recipient; 0: none */
+	const unsigned *rnotify; /* per recipient, used where non-zero; NULL: none */
+	char *const *rorcpt;     /* per recipient ORCPT "rfc822;xtext"; NULL or "": none */
+};
+
 void client_smtp_init(struct client_smtp *s);
 /* Connect, TLS as asked, greeting, EHLO (HELO fallback), STARTTLS, AUTH. */
 int client_smtp_open(struct client_smtp *s, const struct client_smtp_opts *o);
-/* MAIL, RCPTs, DATA, message (CRLF text; dot-stuffed here), end of data. */
+/* MAIL, RCPTs, DATA, message (CRLF text; dot-stuffed here), end of data. dsn may
+ * be NULL. */
 int client_smtp_transaction(struct client_smtp *s, const char *from, char *const *rcpts,
                             size_t nrcpts, const char *msg, size_t len, bool body_8bit,
-                            bool smtputf8);
+                            bool smtputf8, const struct client_dsn *dsn);
 /* QUIT and read 221; errors are ignored. */
 void client_smtp_quit(struct client_smtp *s);
 void client_smtp_close(struct client_smtp *s); /* closes and frees; safe twice */

@@ -18,6 +18,7 @@
 #include "policy/config.h"
 #include "queue/spool.h"
 #include "server/envelope.h"
+#include "smtp/smtp_dsn.h"
 #include "util/buf.h"
 #include "util/limits.h"
 #include "util/log.h"
@@ -116,8 +117,10 @@ static int pickup_read(const char *path, struct buf *b, uint64_t max)
 	return rc;
 }
 
-/* "Name: <addr>" -> addr copied into out (without brackets). */
-static int pickup_header_addr(const char *line, size_t n, const char *name, char *out, size_t outsz)
+/* "Name: <addr>[ PARAMS]" -> addr copied into out (without brackets); *params and
+ * *plen get what follows it ("" or " KEY=VALUE ..."). */
+static int pickup_header_addr(const char *line, size_t n, const char *name, char *out, size_t outsz,
+                              const char **params, size_t *plen)
 {
 	size_t nl = strlen(name);
 	if (n < nl || strncasecmp(line, name, nl) != 0)
@@ -128,8 +131,14 @@ static int pickup_header_addr(const char *line, size_t n, const char *name, char
 		line++;
 		n--;
 	}
-	if (n < 2 || line[0] != '<' || line[n - 1] != '>')
+	const char *close = n > 0 ? memchr(line, '>', n) : NULL;
+	if (n < 2 || line[0] != '<' || close == NULL)
 		return -EINVAL;
+	*params = close + 1;
+	*plen = n - (size_t)(close + 1 - line);
+	if (*plen > 0 && **params != ' ')
+		return -EINVAL;
+	n = (size_t)(close - line) + 1;
 	line++;
 	n -= 2;
 	if (n >= outsz)
@@ -144,6 +153,20 @@ static int pickup_header_addr(const char *line, size_t n, const char *name, char
 	return 0;
 }
 
+/* " RET=HDRS ENVID=xyz" after the sender (RFC 3461 MAIL parameters, nothing else). */
+static int pickup_mail_params(const char *p, size_t n, struct spool_envelope *env)
+{
+	char envid[SMTP_DSN_ENVID_MAX + 1] = "";
+	if (smtp_dsn_mail_params(p, n, &env->ret, envid) < 0)
+		return -EINVAL;
+	if (envid[0] != '\0') {
+		free(env->envid);
+		if ((env->envid = strdup(envid)) == NULL)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 static void pickup_lower(char *s)
 {
 	for (; *s; s++)
@@ -155,9 +178,10 @@ static void pickup_lower(char *s)
 static int pickup_parse(const struct config *cfg, const struct buf *b, struct spool_envelope *env,
                         size_t *body, const char **why)
 {
-	size_t off = 0;
+	size_t off = 0, plen;
 	bool have_from = false;
 	char addr[TERN_PATH_MAX + 1];
+	const char *params;
 	for (;;) {
 		const char *nlp = memchr(b->ptr + off, '\n', b->len - off);
 		if (nlp == NULL) {
@@ -171,7 +195,8 @@ static int pickup_parse(const struct config *cfg, const struct buf *b, struct sp
 			n--;
 		if (n == 0)
 			break;
-		if (pickup_header_addr(line, n, "X-Tern-Sender:", addr, sizeof addr) == 0) {
+		if (pickup_header_addr(line, n, "X-Tern-Sender:", addr, sizeof addr, &params, &plen) ==
+		    0) {
 			if (have_from) {
 				*why = "two senders";
 				return -EINVAL;
@@ -180,7 +205,18 @@ static int pickup_parse(const struct config *cfg, const struct buf *b, struct sp
 			free(env->from);
 			if ((env->from = strdup(addr)) == NULL)
 				return -ENOMEM;
-		} else if (pickup_header_addr(line, n, "X-Tern-Rcpt:", addr, sizeof addr) == 0) {
+			int rc = pickup_mail_params(params, plen, env);
+			if (rc < 0) {
+				*why = "bad sender parameters";
+				return rc;
+			}
+		} else if (pickup_header_addr(line, n, "X-Tern-Rcpt:", addr, sizeof addr, &params,
+		                              &plen) == 0) {
+			struct smtp_rcpt_dsn d;
+			if (smtp_dsn_rcpt_params(params, plen, &d) < 0) {
+				*why = "bad recipient parameters";
+				return -EINVAL;
+			}
 			char *at = strrchr(addr, '@');
 			if (at == NULL || at == addr || at[1] == '\0') {
 				*why = "recipient without a domain";
@@ -195,9 +231,15 @@ static int pickup_parse(const struct config *cfg, const struct buf *b, struct sp
 				*why = "recipient too long";
 				return -EINVAL;
 			}
+			size_t before = env->nrcpts;
 			int rc = envelope_add_rcpt(cfg, env, addr, at + 1, orig);
 			if (rc < 0)
 				return rc;
+			for (size_t k = before; k < env->nrcpts; k++) { /* each alias target */
+				env->rcpts[k].notify = d.notify; /* same bits as SPOOL_NOTIFY_* */
+				if (d.orcpt[0] != '\0' && (env->rcpts[k].orcpt = strdup(d.orcpt)) == NULL)
+					return -ENOMEM;
+			}
 		} else {
 			*why = "unknown envelope line";
 			return -EINVAL;

@@ -64,7 +64,7 @@ int smtp_dsn_mail_param(const char *key, size_t klen, const char *val, size_t vl
 	return 0;
 }
 
-static int smtp_dsn_notify(const char *v, size_t n, unsigned *out)
+int smtp_dsn_notify_parse(const char *v, size_t n, unsigned *out)
 {
 	unsigned bits = 0;
 	size_t start = 0;
@@ -89,25 +89,48 @@ static int smtp_dsn_notify(const char *v, size_t n, unsigned *out)
 	return 0;
 }
 
+/* The next "KEY=VALUE" of a space-separated list at p[*i..n): 1 (found), 0 (end),
+ * -EINVAL (a word without '='). */
+static int smtp_dsn_next(const char *p, size_t n, size_t *i, const char **key, size_t *klen,
+                         const char **val, size_t *vlen)
+{
+	while (*i < n && p[*i] == ' ')
+		(*i)++;
+	if (*i >= n)
+		return 0;
+	size_t start = *i;
+	while (*i < n && p[*i] != ' ')
+		(*i)++;
+	const char *eq = memchr(p + start, '=', *i - start);
+	if (eq == NULL)
+		return -EINVAL;
+	*key = p + start;
+	*klen = (size_t)(eq - *key);
+	*val = eq + 1;
+	*vlen = *i - start - *klen - 1;
+	return 1;
+}
+
+int smtp_dsn_mail_params(const char *p, size_t n, int *ret, char *envid)
+{
+	const char *key, *val;
+	size_t i = 0, klen, vlen;
+	int r;
+	while ((r = smtp_dsn_next(p, n, &i, &key, &klen, &val, &vlen)) == 1)
+		if (smtp_dsn_mail_param(key, klen, val, vlen, ret, envid) != 1)
+			return -EINVAL;
+	return r;
+}
+
 int smtp_dsn_rcpt_params(const char *p, size_t n, struct smtp_rcpt_dsn *out)
 {
-	size_t i = 0;
+	const char *key, *val;
+	size_t i = 0, klen, vlen;
+	int r;
 	memset(out, 0, sizeof *out);
-	while (i < n) {
-		while (i < n && p[i] == ' ')
-			i++;
-		if (i >= n)
-			break;
-		size_t start = i;
-		while (i < n && p[i] != ' ')
-			i++;
-		const char *key = p + start, *eq = memchr(key, '=', i - start);
-		if (eq == NULL)
-			return -EINVAL;
-		size_t klen = (size_t)(eq - key), vlen = i - start - klen - 1;
-		const char *val = eq + 1;
+	while ((r = smtp_dsn_next(p, n, &i, &key, &klen, &val, &vlen)) == 1) {
 		if (smtp_dsn_is(key, klen, "NOTIFY")) {
-			if (out->notify != 0 || smtp_dsn_notify(val, vlen, &out->notify) < 0)
+			if (out->notify != 0 || smtp_dsn_notify_parse(val, vlen, &out->notify) < 0)
 				return -EINVAL;
 		} else if (smtp_dsn_is(key, klen, "ORCPT")) {
 			const char *semi = memchr(val, ';', vlen);
@@ -121,5 +144,63 @@ int smtp_dsn_rcpt_params(const char *p, size_t n, struct smtp_rcpt_dsn *out)
 			return -EINVAL;
 		}
 	}
+	return r;
+}
+
+int smtp_dsn_notify_format(unsigned bits, char *out, size_t outsz)
+{
+	static const struct {
+		unsigned bit;
+		const char *word;
+	} words[] = {{SMTP_DSN_NEVER, "NEVER"},
+	             {SMTP_DSN_SUCCESS, "SUCCESS"},
+	             {SMTP_DSN_FAILURE, "FAILURE"},
+	             {SMTP_DSN_DELAY, "DELAY"}};
+	size_t len = 0;
+
+	if (bits == 0 || (bits & ~(SMTP_DSN_NEVER | SMTP_DSN_SUCCESS | SMTP_DSN_FAILURE |
+	                           SMTP_DSN_DELAY)) != 0 ||
+	    ((bits & SMTP_DSN_NEVER) && bits != SMTP_DSN_NEVER))
+		return -EINVAL;
+	if (outsz == 0)
+		return -ENOSPC;
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+		if (!(bits & words[i].bit))
+			continue;
+		size_t wl = strlen(words[i].word) + (len > 0);
+		if (len + wl + 1 > outsz)
+			return -ENOSPC;
+		if (len > 0)
+			out[len++] = ',';
+		memcpy(out + len, words[i].word, strlen(words[i].word) + 1);
+		len += strlen(words[i].word);
+	}
+	return 0;
+}
+
+int smtp_dsn_xtext_encode(const char *raw, size_t n, char *out, size_t outsz)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t len = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)raw[i];
+		if (c < 32 || c > 126)
+			return -EINVAL;
+		bool enc = c == '+' || c == '=' || c == ' ';
+		if (len + (enc ? 3 : 1) + 1 > outsz)
+			return -ENOSPC;
+		if (enc) {
+			out[len++] = '+';
+			out[len++] = hex[c >> 4];
+			out[len++] = hex[c & 15];
+		} else {
+			out[len++] = (char)c;
+		}
+	}
+	if (len + 1 > outsz)
+		return -ENOSPC;
+	out[len] = '\0';
 	return 0;
 }
