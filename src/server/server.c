@@ -1496,7 +1496,16 @@ static void server_reload(struct server *srv)
 	char err[600];
 	struct config *nc = config_load(srv->config_path, err, sizeof err);
 	if (nc == NULL) {
-		log_error("event=reload result=failed error=\"%s\" (keeping the old config)", err);
+		/* started as root, ternd runs as the configured user by now: a file only
+		 * root may read (a key, typically) was read at start, not any more */
+		if (geteuid() != 0 && strstr(err, strerror(EACCES)) != NULL)
+			log_error("event=reload result=failed error=\"%s\" (keeping the old config) "
+			          "hint=\"ternd runs as uid %u since start-up: give that user read "
+			          "access (for a key: chgrp to its group, chmod 640) or restart\"",
+			          err, (unsigned)geteuid());
+		else
+			log_error("event=reload result=failed error=\"%s\" (keeping the old config)",
+			          err);
 		return;
 	}
 	server_reload_tls(srv, nc);

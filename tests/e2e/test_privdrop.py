@@ -65,3 +65,52 @@ def test_unknown_user_refuses_to_start(ternd_factory, tmp_path):
     r = subprocess.run(t.argv(), cwd=t.tmp, capture_output=True, text=True, timeout=20)
     assert r.returncode != 0
     assert "no-such-user-tern" in r.stderr
+
+
+def test_sighup_names_a_key_only_root_can_read(nobody_data):
+    """Keys are read as root at start, but SIGHUP reads them as the user ternd runs
+    as by then: a root-only key fails to reload, the old certificate stays in use, and
+    the log says which file and what to do. Readable by the user's group, it loads."""
+    import signal
+    import ssl
+    import subprocess
+
+    from conftest import Ternd
+
+    data, nb = nobody_data
+    etc = data.parent / "etc"
+    etc.mkdir()
+    os.chmod(etc, 0o755)
+    cert, key = etc / "mx.pem", etc / "mx.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                    "/CN=mx.test", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    os.chmod(cert, 0o644)
+    os.chmod(key, 0o600)  # root's only
+    t = Ternd(data.parent / "t", config="user = nobody\ndata_dir = %s\n"
+              "[listener 127.0.0.1:{port}]\ntls_cert = %s\ntls_key = %s\n" % (data, cert, key),
+              listen=False, data_dir=data)
+    os.chmod(t.tmp, 0o755)
+    try:
+        t.start()
+        os.kill(t.proc.pid, signal.SIGHUP)
+        wait_until(lambda: "event=reload result=" in t.log(), what="reload line")
+        log = t.log()
+        assert "event=reload result=failed" in log, log
+        assert "cannot read '%s': Permission denied" % key in log, log
+        assert 'hint="ternd runs as uid %d since start-up' % nb.pw_uid in log, log
+        # the certificate loaded at start still serves STARTTLS
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with smtplib.SMTP(t.host, t.port, timeout=10) as s:
+            s.starttls(context=ctx)
+            assert s.noop()[0] == 250
+        os.chown(key, 0, nb.pw_gid)
+        os.chmod(key, 0o640)
+        os.kill(t.proc.pid, signal.SIGHUP)
+        wait_until(lambda: "event=tls-reload result=ok" in t.log(), what="reload ok")
+        assert "event=reload result=ok" in t.log()
+    finally:
+        t.stop()
