@@ -161,6 +161,32 @@ static int client_sendmail_read(bool dot_ends, struct buf *raw)
 	return 0;
 }
 
+int client_sendmail_handover(const struct client_send_opts *o, const char *maildrop,
+                             const char *fullname, const char *from, char *const *rcpts,
+                             size_t nrcpts, struct buf *msg, char *path, size_t pathsz,
+                             int *drop_err)
+{
+	path[0] = '\0';
+	*drop_err = 0;
+	if (client_sendmail_fix_headers(msg, from[0] != '\0' ? from : "MAILER-DAEMON",
+	                                fullname) < 0)
+		return EX_OSERR;
+	const char *text = msg->ptr != NULL ? msg->ptr : "";
+	struct client_msg_source src = {NULL, text, msg->len};
+	int ex = client_send_submit(o, from, rcpts, nrcpts, &src);
+	if (ex != EX_TEMPFAIL)
+		return ex;
+	*drop_err = client_maildrop_write(maildrop, from, rcpts, nrcpts, o->dsn, text, msg->len,
+	                                  path, pathsz);
+	if (*drop_err < 0) {
+		path[0] = '\0';
+		return EX_TEMPFAIL;
+	}
+	if (o->verbose)
+		fprintf(stderr, "tern sendmail: ternd not reachable; queued as %s\n", path);
+	return EX_OK;
+}
+
 int client_sendmail_main(int argc, char **argv)
 {
 	struct client_send_opts o;
@@ -302,26 +328,14 @@ int client_sendmail_main(int argc, char **argv)
 		ex = EX_USAGE;
 		goto done;
 	}
-	if ((rc = client_sendmail_fix_headers(&msg, from[0] != '\0' ? from : "MAILER-DAEMON",
-	                                      fullname)) < 0)
+	char path[1300];
+	ex = client_sendmail_handover(&o, maildrop, fullname, from, rcpts.v, rcpts.n, &msg, path,
+	                              sizeof path, &rc);
+	if (ex == EX_OSERR)
 		goto oom;
-
-	struct client_msg_source src = {NULL, msg.ptr, msg.len};
-	ex = client_send_submit(&o, from, rcpts.v, rcpts.n, &src);
-	if (ex == EX_TEMPFAIL) {
-		char path[1300];
-		rc = client_maildrop_write(maildrop, from, rcpts.v, rcpts.n, o.dsn, msg.ptr, msg.len,
-		                           path, sizeof path);
-		if (rc < 0) {
-			fprintf(stderr, "tern sendmail: ternd not reachable and the maildrop "
-			                "failed: %s\n", strerror(-rc));
-			ex = EX_TEMPFAIL;
-			goto done;
-		}
-		if (o.verbose)
-			fprintf(stderr, "tern sendmail: ternd not reachable; queued as %s\n", path);
-		ex = EX_OK;
-	}
+	if (ex == EX_TEMPFAIL && rc < 0)
+		fprintf(stderr, "tern sendmail: ternd not reachable and the maildrop failed: %s\n",
+		        strerror(-rc));
 	goto done;
 usage:
 	client_sendmail_usage(stderr);

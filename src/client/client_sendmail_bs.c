@@ -22,7 +22,6 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include "client/client_maildrop.h"
 #include "client/client_reply.h"
 #include "client/client_send.h"
 #include "client/client_sendmail.h"
@@ -172,36 +171,25 @@ static void client_bs_data_commit(void *ctx)
 	char err[1024], qid[300] = "", path[1300];
 	int ex, rc;
 
-	rc = client_sendmail_fix_headers(&b->msg, b->from[0] != '\0' ? b->from : "MAILER-DAEMON",
-	                                 b->fullname);
-	if (rc < 0) {
-		smtp_server_commit_done(b->s, rc, NULL);
-		goto out;
-	}
 	client_reply_init(&last);
 	o.last_reply = &last;
 	o.err_out = err;
 	o.err_out_sz = sizeof err;
 	o.quiet = !o.verbose;
 	o.dsn = &b->dsn;
-	struct client_msg_source src = {NULL, b->msg.ptr != NULL ? b->msg.ptr : "", b->msg.len};
-	ex = client_send_submit(&o, b->from, b->rcpts, b->nrcpts, &src);
-	if (ex == EX_OK) {
+	ex = client_sendmail_handover(&o, b->maildrop, b->fullname, b->from, b->rcpts, b->nrcpts,
+	                              &b->msg, path, sizeof path, &rc);
+	if (ex == EX_OSERR) {
+		smtp_server_commit_done(b->s, -ENOMEM, NULL);
+	} else if (ex == EX_OK && path[0] != '\0') {
+		const char *name = strrchr(path, '/');
+		snprintf(qid, sizeof qid, "maildrop/%.200s", name != NULL ? name + 1 : path);
+		smtp_server_commit_done(b->s, 0, qid);
+	} else if (ex == EX_OK) {
 		client_bs_qid(&last, qid, sizeof qid);
 		smtp_server_commit_done(b->s, 0, qid);
-	} else if (ex == EX_TEMPFAIL) {
-		rc = client_maildrop_write(b->maildrop, b->from, b->rcpts, b->nrcpts, &b->dsn,
-		                           b->msg.ptr != NULL ? b->msg.ptr : "", b->msg.len, path,
-		                           sizeof path);
-		if (rc == 0) {
-			const char *name = strrchr(path, '/');
-			snprintf(qid, sizeof qid, "maildrop/%.200s",
-			         name != NULL ? name + 1 : path);
-			if (b->o->verbose)
-				fprintf(stderr,
-				        "tern sendmail: ternd not reachable; queued as %s\n", path);
-		}
-		smtp_server_commit_done(b->s, rc, qid);
+	} else if (ex == EX_TEMPFAIL && rc < 0) {
+		smtp_server_commit_done(b->s, rc, NULL); /* the maildrop failed: 451/452 */
 	} else if (ex == EX_UNAVAILABLE && last.code >= 500 && last.code <= 599) {
 		client_bs_refused(b, &last, err);
 	} else {
@@ -209,7 +197,6 @@ static void client_bs_data_commit(void *ctx)
 			fprintf(stderr, "tern sendmail: %s\n", err);
 		smtp_server_commit_done(b->s, -EIO, NULL);
 	}
-out:
 	client_bs_envelope_free(b);
 	client_bs_msg_reset(b);
 }
