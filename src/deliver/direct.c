@@ -49,7 +49,10 @@
 #define DIRECT_STAGE 16384     /* converted bytes held before writing to the files */
 #define DIRECT_DEVS 8          /* filesystems remembered per batch for syncfs */
 #define DIRECT_PREFIX_MAX 2048 /* prefixes up to this go out in the same write */
-#define DIRECT_JOURNAL_MSG_MAX (32u << 10) /* bigger messages take the syncfs path */
+#define DIRECT_JOURNAL_MSG_MAX (128u << 10) /* bigger messages take the syncfs path */
+/* Records are built in memory while their message arrives: all of them together may
+ * hold this much; a message that would need more takes the syncfs path. */
+#define DIRECT_JOURNAL_MEM_MAX (64u << 20)
 #define DIRECT_CKPT_NS 100000000L         /* checkpoint at least this often (100 ms) */
 #define DIRECT_REC_MAGIC 0x314d4454u      /* "TDM1": a journal record of direct.c */
 #define DIRECT_REPLY_MAX 128              /* an early reply (direct_msg_reply_early) */
@@ -101,6 +104,7 @@ struct direct_msg {
 	/* journal: the record (metadata, then the body as stored, LF line ends) */
 	bool jon;       /* still small enough for the journal */
 	struct buf jrec;
+	size_t jcharged; /* bytes of jrec charged to d->jmem */
 	size_t jmeta;   /* bytes of jrec before the body */
 	uint64_t jseq;  /* > 0 once appended */
 	bool acked;     /* done() posted right after the journal sync */
@@ -128,6 +132,8 @@ struct direct {
 	atomic_bool anon_ok; /* open copies as O_TMPFILE (TERN_DIRECT_TMPFILE=0: never) */
 	atomic_bool relaxed; /* durability = relaxed: no journal, no sync */
 	size_t jmsg_max;     /* records up to this size; bigger: the syncfs path */
+	size_t jmem_max;     /* record bytes of all messages in flight, at most */
+	atomic_size_t jmem;  /* record bytes charged now (loop and committer) */
 	pthread_t th;
 	bool started;
 	/* three locks, so the loop, the committer and the publisher rarely meet on one;
@@ -223,16 +229,38 @@ static int direct_write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* Charge n more record bytes to the journal's memory budget: false (nothing
+ * charged) when all records in flight would then hold more than jmem_max. */
+static bool direct_jmem_charge(struct direct_msg *m, size_t n)
+{
+	struct direct *d = m->d;
+	if (atomic_fetch_add(&d->jmem, n) + n > d->jmem_max) {
+		atomic_fetch_sub(&d->jmem, n);
+		return false;
+	}
+	m->jcharged += n;
+	return true;
+}
+
+/* Free the record and give its bytes back to the budget. */
+static void direct_jrec_drop(struct direct_msg *m)
+{
+	buf_free(&m->jrec);
+	if (m->jcharged > 0)
+		atomic_fetch_sub(&m->d->jmem, m->jcharged);
+	m->jcharged = 0;
+}
+
 /* Write the staged bytes (and any prefix not yet written) to every file. */
 static int direct_flush(struct direct_msg *m)
 {
 	if (m->err)
 		return m->err;
 	if (m->jon && m->slen > 0) {
-		if (m->jrec.len + m->slen > m->d->jmsg_max ||
+		if (m->jrec.len + m->slen > m->d->jmsg_max || !direct_jmem_charge(m, m->slen) ||
 		    buf_append(&m->jrec, m->stage, m->slen) < 0) {
 			m->jon = false; /* too big (or no memory): the syncfs path */
-			buf_free(&m->jrec);
+			direct_jrec_drop(m);
 		}
 	}
 	int r = direct_fault(m->d, DIRECT_FAULT_WRITE);
@@ -390,8 +418,8 @@ static int direct_rec_begin(struct direct_msg *m)
 		    (r = direct_rec_str(b, rc->orig)) == 0 && (r = buf_append(b, &pl, sizeof pl)) == 0)
 			r = buf_append(b, rc->pre.ptr, rc->pre.len);
 	}
-	if (r < 0 || b->len > m->d->jmsg_max) {
-		buf_free(b);
+	if (r < 0 || b->len > m->d->jmsg_max || !direct_jmem_charge(m, b->len)) {
+		direct_jrec_drop(m);
 		m->jon = false;
 		return 0; /* not an error: the syncfs path takes it */
 	}
@@ -851,7 +879,7 @@ static void direct_batch_journal(struct direct *d, struct direct_msg *list)
 		int64_t seq = journal_append(d->j, m->jrec.ptr, m->jrec.len);
 		if (seq == -ENOSPC || seq == -EMSGSIZE) { /* ring full: the syncfs path */
 			m->jon = false;
-			buf_free(&m->jrec);
+			direct_jrec_drop(m);
 		} else if (seq < 0) {
 			m->err = (int)seq;
 		} else {
@@ -1220,6 +1248,8 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 		struct stat st;
 		f = getenv("TERN_JOURNAL_MSG_MAX");
 		d->jmsg_max = f ? (size_t)strtoull(f, NULL, 10) : DIRECT_JOURNAL_MSG_MAX;
+		f = getenv("TERN_JOURNAL_MEM_MAX");
+		d->jmem_max = f ? (size_t)strtoull(f, NULL, 10) : DIRECT_JOURNAL_MEM_MAX;
 		f = getenv("TERN_JOURNAL_MAX");
 		uint64_t jmax = f ? strtoull(f, NULL, 10) : 0;
 		if (snprintf(jpath, sizeof jpath, "%s/spool/direct.journal", data_dir) >=
@@ -1350,7 +1380,7 @@ static void direct_msg_free(struct direct_msg *m)
 	}
 	free(m->r);
 	free(m->stage);
-	buf_free(&m->jrec);
+	direct_jrec_drop(m);
 	free(m);
 }
 

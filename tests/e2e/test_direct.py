@@ -194,3 +194,43 @@ def test_durability_relaxed_acknowledges_after_the_rename_without_journal(ternd_
     assert "event=durability-relaxed" in log
     assert "journal=yes" not in log
     assert (jr.read_bytes() if jr.exists() else b"") == before
+
+
+def _delivered_lines(t, n):
+    wait_until(lambda: t.log().count("event=delivered") >= n, what="%d delivered lines" % n)
+    return [line for line in t.log().splitlines() if "event=delivered" in line]
+
+
+def _big(kib, tag):
+    line = b"x" * 76 + b"\r\n"
+    return (b"Subject: %s\r\n\r\n" % tag.encode()) + line * (kib * 1024 // len(line))
+
+
+def test_journal_takes_messages_up_to_128k(ternd):
+    """Messages up to 128 KiB are acknowledged through the journal (one fdatasync of
+    one file); bigger ones take the syncfs path. Both arrive whole."""
+    with smtplib.SMTP(ternd.host, ternd.port, timeout=20) as s:
+        s.sendmail("a@example.net", ["alice@example.com"], _big(100, "hundred"))
+        s.sendmail("a@example.net", ["alice@example.com"], _big(200, "two hundred"))
+    lines = _delivered_lines(ternd, 2)
+    assert "journal=yes" in lines[0] and "journal=yes" not in lines[1], lines
+    sizes = sorted(len(f.read_bytes()) for f in
+                   wait_for_maildir_files(maildir_new(ternd.data_dir, "alice@example.com"), 2))
+    assert sizes[0] > 100 * 1000 and sizes[1] > 200 * 1000
+
+
+def test_journal_memory_budget(ternd_factory, monkeypatch):
+    """Records are built in memory while messages arrive; all of them together stay
+    under TERN_JOURNAL_MEM_MAX (default 64 MiB). A message that does not fit takes
+    the syncfs path; the budget comes back when a message is done, so the next ones
+    fit again."""
+    monkeypatch.setenv("TERN_JOURNAL_MEM_MAX", "60000")
+    t = ternd_factory()
+    with smtplib.SMTP(t.host, t.port, timeout=20) as s:
+        s.sendmail("a@example.net", ["alice@example.com"], _big(100, "over the budget"))
+        for i in range(5):
+            s.sendmail("a@example.net", ["alice@example.com"], _big(40, "fits %d" % i))
+    lines = _delivered_lines(t, 6)
+    assert "journal=yes" not in lines[0], lines
+    assert all("journal=yes" in line for line in lines[1:]), lines
+    assert len(wait_for_maildir_files(maildir_new(t.data_dir, "alice@example.com"), 6)) == 6
