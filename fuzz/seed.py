@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the seed corpora for the fuzz targets (fuzz/corpus/smtp_{addr,cmd,data}/)
+"""Write the seed corpora for the fuzz targets (fuzz/corpus/smtp_{addr,cmd,data,dsn}/)
 from the attack cases of tests/e2e/test_attack.py. Run from the repo root."""
 import hashlib
 import os
@@ -56,3 +56,18 @@ for mode in (0, 2, 4, 6):
 for mode in (1, 3, 5):
     put("smtp_data", bytes([mode]) + b"\x05hello\x25\r\n.\r\n" + b"\x20" + SMUG[:31])
     put("smtp_data", bytes([mode]) + b"\x0a" + b"0123456789" + b"\x21!")
+
+DSN_RCPT = [b" NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;a@b.example", b" NOTIFY=never",
+            b"NOTIFY=NEVER,FAILURE", b" ORCPT=rfc822;a+2Bb@c ORCPT=rfc822;x", b" ORCPT=;x",
+            b" ORCPT=\x01\r;x", b" ORCPT=utf-8;caf+C3+A9@x", b" NOTIFY=", b" NOTIFY=FAILURE,",
+            b" FOO=bar", b"NOTIFY", b" ORCPT=rfc822;" + b"a" * 600, b" ORCPT=rfc822;a+0D+0Ab"]
+DSN_MAIL = [b" RET=HDRS ENVID=job+2042", b" RET=FULL RET=HDRS", b" RET=maybe", b" ENVID=",
+            b" ENVID=a=b", b" SIZE=10", b" ENVID=" + b"x" * 101, b"RET", b"  RET=hdrs  ",
+            b" ENVID=+00", b" ENVID=+7F"]
+for r in DSN_RCPT:
+    put("smtp_dsn", b"\x00" + r)
+for m in DSN_MAIL:
+    put("smtp_dsn", b"\x01" + m)
+for t in [b"job 42+a=b", b"caf\xc3\xa9", b"a\tb", b"x" * 40]:
+    put("smtp_dsn", b"\x02" + t)
+    put("smtp_dsn", b"\x03" + t)

@@ -39,6 +39,18 @@ static bool smtp_dsn_xtext_ok(const char *p, size_t n)
 	return true;
 }
 
+/* ORCPT's addr-type ("rfc822", "utf-8", "x400"): an atom, here letters, digits
+ * and '-' only. It goes into the Original-Recipient field of a report as given, so
+ * nothing else (a control byte, a CR) may pass. */
+static bool smtp_dsn_addr_type_ok(const char *p, const char *end)
+{
+	for (; p < end; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-'))
+			return false;
+	return true;
+}
+
 int smtp_dsn_mail_param(const char *key, size_t klen, const char *val, size_t vlen, int *ret,
                         char *envid)
 {
@@ -135,7 +147,7 @@ int smtp_dsn_rcpt_params(const char *p, size_t n, struct smtp_rcpt_dsn *out)
 		} else if (smtp_dsn_is(key, klen, "ORCPT")) {
 			const char *semi = memchr(val, ';', vlen);
 			if (out->orcpt[0] != '\0' || semi == NULL || semi == val ||
-			    vlen > SMTP_DSN_ORCPT_MAX ||
+			    vlen > SMTP_DSN_ORCPT_MAX || !smtp_dsn_addr_type_ok(val, semi) ||
 			    !smtp_dsn_xtext_ok(semi + 1, vlen - (size_t)(semi + 1 - val)))
 				return -EINVAL;
 			memcpy(out->orcpt, val, vlen);

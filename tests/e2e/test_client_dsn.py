@@ -228,10 +228,13 @@ def test_bad_parameters_in_a_maildrop_file_are_quarantined(ternd_factory, tmp_pa
                                b"X-Tern-Rcpt: <b@example.com> NOTIFY=NEVER,FAILURE\n\nx\n")
     (new / "bad3").write_bytes(b"X-Tern-Sender: <a@example.com>\n"
                                b"X-Tern-Rcpt: <b@example.com>NOTIFY=NEVER\n\nx\n")
+    (new / "bad4").write_bytes(b"X-Tern-Sender: <a@example.com>\n"
+                               b"X-Tern-Rcpt: <b@example.com> ORCPT=rfc\r822;b@x\n\nx\n")
     t = ternd_factory(data_dir=data)
     wait_until(lambda: not list(new.iterdir()), timeout=10, what="maildrop scanned")
     log = t.log()
     assert "bad sender parameters" in log and "bad recipient parameters" in log
+    assert "file=bad4 reason=\"bad recipient parameters\"" in log, log
     assert maildir_files(t.mailbox("b@example.com")) == []
 
 
@@ -256,3 +259,17 @@ def test_server_without_dsn_gets_no_parameters(tmp_path):
     finally:
         ctl.stop()
     del aiosmtpd_controller
+
+
+def test_orcpt_addr_type_must_be_an_atom(ternd):
+    """ORCPT=TYPE;ADDR: the type goes into a report's Original-Recipient field as
+    given, so only letters, digits and '-' pass (fuzz/smtp_dsn_fuzz.c found other
+    bytes getting through; over SMTP a control byte already ends the line's chances,
+    500; a maildrop file could carry one: test_bad_parameters_in_a_maildrop_file)."""
+    import smtplib
+    with smtplib.SMTP(ternd.host, ternd.port, timeout=10) as s:
+        s.ehlo()
+        assert s.mail("a@example.net")[0] == 250
+        assert s.rcpt("x@example.com", ["ORCPT=rf\x01c;x@example.com"])[0] == 500
+        assert s.rcpt("x@example.com", ["ORCPT=r.c;x@example.com"])[0] == 555
+        assert s.rcpt("x@example.com", ["ORCPT=utf-8;x@example.com"])[0] == 250

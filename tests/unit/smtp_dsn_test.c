@@ -48,6 +48,16 @@ static void dsn_t_notify(void **state)
 	                 -ENOSPC); /* "SUCCESS,FAILURE" needs 16 */
 	assert_int_equal(smtp_dsn_notify_format(SMTP_DSN_SUCCESS | SMTP_DSN_FAILURE, out, 16), 0);
 
+	/* ORCPT's addr-type is an atom: nothing that could end up as a control byte or
+	 * a line break in the report's Original-Recipient field (found by
+	 * fuzz/smtp_dsn_fuzz.c) */
+	struct smtp_rcpt_dsn o;
+	assert_int_equal(smtp_dsn_rcpt_params(" ORCPT=utf-8;x", 14, &o), 0);
+	assert_string_equal(o.orcpt, "utf-8;x");
+	assert_int_equal(smtp_dsn_rcpt_params(" ORCPT=rf\x01c;x", 16, &o), -EINVAL);
+	assert_int_equal(smtp_dsn_rcpt_params(" ORCPT=rfc\r;x", 14, &o), -EINVAL);
+	assert_int_equal(smtp_dsn_rcpt_params(" ORCPT=r.c;x", 12, &o), -EINVAL);
+
 	/* what we format, the server parses back to the same bits */
 	struct smtp_rcpt_dsn d;
 	char param[80];
