@@ -14,7 +14,6 @@
 
 #include "client/client_mime.h"
 #include "client/client_smtp.h"
-#include "smtp/smtp_dsn.h"
 #include "util/buf.h"
 #include "util/dirsync.h"
 
@@ -63,31 +62,13 @@ int client_maildrop_write(const char *dir, const char *from, char *const *rcpts,
 	snprintf(tmpf, sizeof tmpf, "%s/%s", tmpdir, name);
 	snprintf(newf, sizeof newf, "%s/%s", newdir, name);
 
-	if ((rc = buf_printf(&b, "X-Tern-Sender: <%s>", from)) < 0)
-		goto fail;
-	if (dsn != NULL && dsn->ret != 0 &&
-	    (rc = buf_printf(&b, " RET=%s", dsn->ret == 2 ? "HDRS" : "FULL")) < 0)
-		goto fail;
-	if (dsn != NULL && dsn->envid != NULL && dsn->envid[0] != '\0' &&
-	    (rc = buf_printf(&b, " ENVID=%s", dsn->envid)) < 0)
-		goto fail;
-	if ((rc = buf_append(&b, "\n", 1)) < 0)
+	char params[CLIENT_DSN_PARAMS_MAX];
+	client_dsn_mail_params(dsn, params, sizeof params);
+	if ((rc = buf_printf(&b, "X-Tern-Sender: <%s>%s\n", from, params)) < 0)
 		goto fail;
 	for (size_t i = 0; i < nrcpts; i++) {
-		if ((rc = buf_printf(&b, "X-Tern-Rcpt: <%s>", rcpts[i])) < 0)
-			goto fail;
-		unsigned bits = 0;
-		char words[64];
-		if (dsn != NULL)
-			bits = dsn->rnotify != NULL && dsn->rnotify[i] != 0 ? dsn->rnotify[i]
-			                                                     : dsn->notify;
-		if (bits != 0 && smtp_dsn_notify_format(bits, words, sizeof words) == 0 &&
-		    (rc = buf_printf(&b, " NOTIFY=%s", words)) < 0)
-			goto fail;
-		if (dsn != NULL && dsn->rorcpt != NULL && dsn->rorcpt[i] != NULL &&
-		    dsn->rorcpt[i][0] != '\0' && (rc = buf_printf(&b, " ORCPT=%s", dsn->rorcpt[i])) < 0)
-			goto fail;
-		if ((rc = buf_append(&b, "\n", 1)) < 0)
+		client_dsn_rcpt_params(dsn, i, params, sizeof params);
+		if ((rc = buf_printf(&b, "X-Tern-Rcpt: <%s>%s\n", rcpts[i], params)) < 0)
 			goto fail;
 	}
 	if ((rc = buf_append(&b, "\n", 1)) < 0)

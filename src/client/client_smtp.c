@@ -707,20 +707,40 @@ static bool client_dsn_any(const struct client_dsn *d, size_t nrcpts)
 	return false;
 }
 
+void client_dsn_mail_params(const struct client_dsn *d, char *out, size_t outsz)
+{
+	int w = 0;
+	out[0] = '\0';
+	if (d == NULL)
+		return;
+	if (d->ret != 0)
+		w = snprintf(out, outsz, " RET=%s", d->ret == 2 ? "HDRS" : "FULL");
+	if (d->envid != NULL && d->envid[0] != '\0' && w >= 0 && (size_t)w < outsz)
+		snprintf(out + w, outsz - (size_t)w, " ENVID=%s", d->envid);
+}
+
+void client_dsn_rcpt_params(const struct client_dsn *d, size_t i, char *out, size_t outsz)
+{
+	int w = 0;
+	char words[64];
+	out[0] = '\0';
+	if (d == NULL)
+		return;
+	unsigned bits = d->rnotify != NULL && d->rnotify[i] != 0 ? d->rnotify[i] : d->notify;
+	if (bits != 0 && smtp_dsn_notify_format(bits, words, sizeof words) == 0)
+		w = snprintf(out, outsz, " NOTIFY=%s", words);
+	if (d->rorcpt != NULL && d->rorcpt[i] != NULL && d->rorcpt[i][0] != '\0' && w >= 0 &&
+	    (size_t)w < outsz)
+		snprintf(out + w, outsz - (size_t)w, " ORCPT=%s", d->rorcpt[i]);
+}
+
 /* "RCPT TO:<addr>" plus its NOTIFY and ORCPT when the server takes them. */
 static void client_smtp_rcpt_line(const struct client_smtp *s, char *line, size_t linesz,
                                   char *const *rcpts, size_t i, const struct client_dsn *d)
 {
-	int w = snprintf(line, linesz, "RCPT TO:<%s>", rcpts[i]);
-	if (!s->has_dsn || d == NULL || w < 0 || (size_t)w >= linesz)
-		return;
-	unsigned bits = d->rnotify != NULL && d->rnotify[i] != 0 ? d->rnotify[i] : d->notify;
-	char words[64];
-	if (bits != 0 && smtp_dsn_notify_format(bits, words, sizeof words) == 0)
-		w += snprintf(line + w, linesz - (size_t)w, " NOTIFY=%s", words);
-	if (d->rorcpt != NULL && d->rorcpt[i] != NULL && d->rorcpt[i][0] != '\0' &&
-	    (size_t)w < linesz)
-		snprintf(line + w, linesz - (size_t)w, " ORCPT=%s", d->rorcpt[i]);
+	char params[CLIENT_DSN_PARAMS_MAX];
+	client_dsn_rcpt_params(s->has_dsn ? d : NULL, i, params, sizeof params);
+	snprintf(line, linesz, "RCPT TO:<%s>%s", rcpts[i], params);
 }
 
 int client_smtp_transaction(struct client_smtp *s, const char *from, char *const *rcpts,
@@ -728,8 +748,8 @@ int client_smtp_transaction(struct client_smtp *s, const char *from, char *const
                             bool smtputf8, const struct client_dsn *dsn)
 {
 	struct buf cmds, data;
-	char mail[TERN_PATH_MAX + 300],
-	        line[TERN_PATH_MAX + 40 + SMTP_DSN_ORCPT_MAX];
+	char mail[TERN_PATH_MAX + 100 + CLIENT_DSN_PARAMS_MAX],
+	        line[TERN_PATH_MAX + 20 + CLIENT_DSN_PARAMS_MAX];
 	char failed_cmd[TERN_PATH_MAX + 20] = "";
 	struct client_reply first_fail;
 	int rc = 0;
@@ -759,12 +779,10 @@ int client_smtp_transaction(struct client_smtp *s, const char *from, char *const
 		fprintf(s->trace != NULL ? s->trace : stderr,
 		        "%s does not offer DSN: NOTIFY, RET, ENVID and ORCPT are not sent\n",
 		        s->host);
-	if (s->has_dsn && dsn != NULL) {
-		if (dsn->ret != 0)
-			w += snprintf(mail + w, sizeof mail - (size_t)w, " RET=%s",
-			              dsn->ret == 2 ? "HDRS" : "FULL");
-		if (dsn->envid != NULL && dsn->envid[0] != '\0')
-			snprintf(mail + w, sizeof mail - (size_t)w, " ENVID=%s", dsn->envid);
+	if (s->has_dsn) {
+		char params[CLIENT_DSN_PARAMS_MAX];
+		client_dsn_mail_params(dsn, params, sizeof params);
+		snprintf(mail + w, sizeof mail - (size_t)w, "%s", params);
 	}
 
 	if (s->has_pipelining) {

@@ -66,6 +66,13 @@ struct client_dsn {
 	char *const *rorcpt;     /* per recipient ORCPT "rfc822;xtext"; NULL or "": none */
 };
 
+/* What dsn gives MAIL (" RET=HDRS ENVID=x") and recipient i (" NOTIFY=FAILURE
+ * ORCPT=rfc822;x"), as they go on the wire and into a maildrop file; "" when it
+ * gives nothing (or dsn is NULL). out holds CLIENT_DSN_PARAMS_MAX. */
+#define CLIENT_DSN_PARAMS_MAX 600
+void client_dsn_mail_params(const struct client_dsn *d, char *out, size_t outsz);
+void client_dsn_rcpt_params(const struct client_dsn *d, size_t i, char *out, size_t outsz);
+
 void client_smtp_init(struct client_smtp *s);
 /* Connect, TLS as asked, greeting, EHLO (HELO fallback), STARTTLS, AUTH. */
 int client_smtp_open(struct client_smtp *s, const struct client_smtp_opts *o);
