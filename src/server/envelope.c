@@ -7,11 +7,13 @@
 
 #include "policy/config.h"
 #include "queue/spool.h"
+#include "smtp/smtp_dsn.h"
 
 struct envelope_ctx {
 	const struct config *cfg;
 	struct spool_envelope *env;
 	const char *orig;
+	const struct smtp_rcpt_dsn *dsn;
 	int err;
 };
 
@@ -37,15 +39,20 @@ static void envelope_emit(void *arg, const char *user, const char *domain)
 	r->domain = strdup(domain);
 	/* not one of our domains: relay.c delivers it (docs/QUEUE.md "route") */
 	r->remote = !ec->cfg->accept_any_domain && !config_is_local_domain(ec->cfg, domain);
+	if (ec->dsn != NULL) {
+		r->notify = ec->dsn->notify; /* same bits as SPOOL_NOTIFY_* */
+		if (ec->dsn->orcpt[0] != '\0' && (r->orcpt = strdup(ec->dsn->orcpt)) == NULL)
+			ec->err = -ENOMEM;
+	}
 	env->nrcpts++;
 	if (r->orig == NULL || r->user == NULL || r->domain == NULL)
 		ec->err = -ENOMEM;
 }
 
 int envelope_add_rcpt(const struct config *cfg, struct spool_envelope *env, const char *user,
-                      const char *domain, const char *orig)
+                      const char *domain, const char *orig, const struct smtp_rcpt_dsn *dsn)
 {
-	struct envelope_ctx ec = {.cfg = cfg, .env = env, .orig = orig, .err = 0};
+	struct envelope_ctx ec = {.cfg = cfg, .env = env, .orig = orig, .dsn = dsn, .err = 0};
 	int rc = config_resolve(cfg, user, domain, envelope_emit, &ec);
 	if (rc == -ENOMEM)
 		return -ENOMEM;

@@ -6,13 +6,15 @@
 #define TERN_ENVELOPE_H
 
 struct config;
+struct smtp_rcpt_dsn;
 struct spool_envelope;
 
 /* Resolve user@domain (lowercase, unquoted) and append each final mailbox to env,
- * remembering orig (the address as the client gave it). A recipient that no longer
+ * remembering orig (the address as the client gave it) and the recipient's DSN
+ * parameters (NOTIFY, ORCPT; dsn may be NULL) on each. A recipient that no longer
  * resolves (the config changed since RCPT) goes to postmaster@domain rather than
  * being lost. Returns 0 or -ENOMEM. */
 int envelope_add_rcpt(const struct config *cfg, struct spool_envelope *env, const char *user,
-                      const char *domain, const char *orig);
+                      const char *domain, const char *orig, const struct smtp_rcpt_dsn *dsn);
 
 #endif

@@ -231,15 +231,9 @@ static int pickup_parse(const struct config *cfg, const struct buf *b, struct sp
 				*why = "recipient too long";
 				return -EINVAL;
 			}
-			size_t before = env->nrcpts;
-			int rc = envelope_add_rcpt(cfg, env, addr, at + 1, orig);
+			int rc = envelope_add_rcpt(cfg, env, addr, at + 1, orig, &d);
 			if (rc < 0)
 				return rc;
-			for (size_t k = before; k < env->nrcpts; k++) { /* each alias target */
-				env->rcpts[k].notify = d.notify; /* same bits as SPOOL_NOTIFY_* */
-				if (d.orcpt[0] != '\0' && (env->rcpts[k].orcpt = strdup(d.orcpt)) == NULL)
-					return -ENOMEM;
-			}
 		} else {
 			*why = "unknown envelope line";
 			return -EINVAL;

@@ -57,7 +57,6 @@
 #include "server/privdrop.h"
 #include "server/tls.h"
 #include "smtp/smtp_server.h"
-#include "smtp/smtp_dsn.h"
 #include "util/buf.h"
 #include "util/limits.h"
 #include "util/log.h"
@@ -594,18 +593,9 @@ static int server_on_data_begin(void *ctx, const struct smtp_addr *from,
 		}
 		if (rcpts[i].is_postmaster)
 			snprintf(orig, sizeof orig, "postmaster@%s", domain);
-		size_t before = env.nrcpts;
-		rc = envelope_add_rcpt(cfg, &env, user, domain, orig);
+		rc = envelope_add_rcpt(cfg, &env, user, domain, orig, smtp_server_rcpt_dsn(c->s, i));
 		if (rc < 0)
 			goto fail;
-		const struct smtp_rcpt_dsn *d = smtp_server_rcpt_dsn(c->s, i);
-		for (size_t k = before; d != NULL && k < env.nrcpts; k++) {
-			env.rcpts[k].notify = d->notify; /* same bits as SPOOL_NOTIFY_* */
-			if (d->orcpt[0] != '\0' && (env.rcpts[k].orcpt = strdup(d->orcpt)) == NULL) {
-				rc = -ENOMEM;
-				goto fail;
-			}
-		}
 	}
 	rc = -EAGAIN;
 	if (server_can_direct(c, &env)) {
