@@ -1488,14 +1488,13 @@ static void server_reload(struct server *srv)
 	if (nc == NULL) {
 		/* started as root, ternd runs as the configured user by now: a file only
 		 * root may read (a key, typically) was read at start, not any more */
+		char hint[200] = "";
 		if (geteuid() != 0 && strstr(err, strerror(EACCES)) != NULL)
-			log_error("event=reload result=failed error=\"%s\" (keeping the old config) "
-			          "hint=\"ternd runs as uid %u since start-up: give that user read "
-			          "access (for a key: chgrp to its group, chmod 640) or restart\"",
-			          err, (unsigned)geteuid());
-		else
-			log_error("event=reload result=failed error=\"%s\" (keeping the old config)",
-			          err);
+			snprintf(hint, sizeof hint, " hint=\"ternd runs as uid %u since start-up: give "
+			         "that user read access (for a key: chgrp to its group, chmod 640) or "
+			         "restart\"", (unsigned)geteuid());
+		log_error("event=reload result=failed error=\"%s\" (keeping the old config)%s", err,
+		          hint);
 		return;
 	}
 	server_reload_tls(srv, nc);
