@@ -39,22 +39,31 @@ def queue_names(srv):
     return sorted(p.name for p in q.iterdir()) if q.is_dir() else []
 
 
-@pytest.mark.parametrize("point", ["bounce-owed", "bounce-written", "bounce-recorded"])
-def test_kill_during_bounce_gives_exactly_one(ternd_factory, monkeypatch, point):
+def killed_sender(ternd_factory, monkeypatch, point, rcpt_reply, extra=""):
+    """The remote (refusing RCPT with rcpt_reply) and a ternd with TERN_KILL_AT=point
+    that has just accepted MSG for bob@sender.test (an alias of bob@remote.test)."""
     rport = free_port("127.0.0.2")
-    rcv = Receiver("127.0.0.2", rport,
-                   lambda r, c, n: serve(r, c, rcpt_reply=b"550 5.1.1 no such user here"))
+    rcv = Receiver("127.0.0.2", rport, lambda r, c, n: serve(r, c, rcpt_reply=rcpt_reply))
     port = free_port()
     while port == rport:
         port = free_port()
     try:
         monkeypatch.setenv("TERN_KILL_AT", point)
-        send = ternd_factory(config=CONF.replace("{rport}", str(rport)), start=False,
+        send = ternd_factory(config=CONF.replace("{rport}", str(rport)) + extra, start=False,
                              port=port)
         (send.tmp / "aliases").write_text("bob: bob@remote.test\n")
         send.start()
         submit(send, ["bob@sender.test"], MSG)
+    except BaseException:
+        rcv.close()
+        raise
+    return rcv, send
 
+
+@pytest.mark.parametrize("point", ["bounce-owed", "bounce-written", "bounce-recorded"])
+def test_kill_during_bounce_gives_exactly_one(ternd_factory, monkeypatch, point):
+    rcv, send = killed_sender(ternd_factory, monkeypatch, point, b"550 5.1.1 no such user here")
+    try:
         # ternd kills itself at the point
         rc = send.proc.wait(20)
         assert rc == -signal.SIGKILL, "exit %r, not SIGKILL at %s:\n%s" % (rc, point, send.log())
@@ -135,20 +144,9 @@ def test_kill_after_delay_warning_written_releases_it_when_final(ternd_factory, 
     final (here: given up after 4 s of 451s) the warning left held is released and
     delivered, then the bounce: the sender gets one of each and the queue empties.
     Before this test <qid>W stayed held in the queue for ever."""
-    rport = free_port("127.0.0.2")
-    rcv = Receiver("127.0.0.2", rport,
-                   lambda r, c, n: serve(r, c, rcpt_reply=b"451 4.3.0 busy, later"))
-    port = free_port()
-    while port == rport:
-        port = free_port()
+    rcv, send = killed_sender(ternd_factory, monkeypatch, "warning-written",
+                              b"451 4.3.0 busy, later", "delay_warning = 1s\ngive_up = 4s\n")
     try:
-        monkeypatch.setenv("TERN_KILL_AT", "warning-written")
-        send = ternd_factory(config=CONF.replace("{rport}", str(rport)) +
-                             "delay_warning = 1s\ngive_up = 4s\n", start=False, port=port)
-        (send.tmp / "aliases").write_text("bob: bob@remote.test\n")
-        send.start()
-        submit(send, ["bob@sender.test"], MSG)
-
         rc = send.proc.wait(20)
         assert rc == -signal.SIGKILL, "exit %r, not SIGKILL:\n%s" % (rc, send.log())
         names = queue_names(send)

@@ -61,6 +61,34 @@ def _bodies(t, who):
                   for f in maildir_files(maildir_new(t.data_dir, who)))
 
 
+def _end_and_restart_without_fault(t, monkeypatch, how):
+    """Stop ternd (SIGTERM or kill -9), start it again without TERN_FAULT, and check
+    that each recipient then has the 3 messages _send gave, each once."""
+    if how == "kill9":
+        t.kill9()
+    else:
+        t.stop()
+    monkeypatch.delenv("TERN_FAULT")
+    t.restart()
+    want = sorted(b".leading dot\nbody %d\n" % i for i in range(3))
+    for who in ("alice@example.com", "bob@example.com"):
+        wait_for_maildir_files(maildir_new(t.data_dir, who), 3)
+        assert _bodies(t, who) == want
+
+
+def _second_restart_replays_nothing(t):
+    """Another restart and one more message: 4 copies each, no replay."""
+    t.stop()
+    t.restart()
+    _send(t, 1, "after")
+    for who in ("alice@example.com", "bob@example.com"):
+        wait_for_maildir_files(maildir_new(t.data_dir, who), 4)
+    t.stop()
+    for who in ("alice@example.com", "bob@example.com"):
+        assert len(maildir_files(maildir_new(t.data_dir, who))) == 4
+    assert "replayed=yes" not in t.log()
+
+
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
 def test_acknowledged_but_not_placed_is_placed_after_restart_once(ternd_factory, monkeypatch,
                                                                   how):
@@ -72,16 +100,7 @@ def test_acknowledged_but_not_placed_is_placed_after_restart_once(ternd_factory,
     wait_until(lambda: t.log().count("event=place-failed") >= 3, what="place-failed lines")
     for who in ("alice@example.com", "bob@example.com"):
         assert maildir_files(maildir_new(t.data_dir, who)) == []
-    if how == "kill9":
-        t.kill9()
-    else:
-        t.stop()
-    monkeypatch.delenv("TERN_FAULT")
-    t.restart()
-    want = sorted(b".leading dot\nbody %d\n" % i for i in range(3))
-    for who in ("alice@example.com", "bob@example.com"):
-        wait_for_maildir_files(maildir_new(t.data_dir, who), 3)
-        assert _bodies(t, who) == want
+    _end_and_restart_without_fault(t, monkeypatch, how)
     log = t.log()
     assert "replayed=yes" in log
     # ternd listens only once the replay is done (a client is refused meanwhile,
@@ -89,16 +108,7 @@ def test_acknowledged_but_not_placed_is_placed_after_restart_once(ternd_factory,
     rec, lis, sta = (log.find(e) for e in ("event=journal-recover ", "event=listening ",
                                            "event=started "))
     assert 0 <= rec < lis < sta, log
-    # a second restart replays nothing more
-    t.stop()
-    t.restart()
-    _send(t, 1, "after")
-    for who in ("alice@example.com", "bob@example.com"):
-        wait_for_maildir_files(maildir_new(t.data_dir, who), 4)
-    t.stop()
-    for who in ("alice@example.com", "bob@example.com"):
-        assert len(maildir_files(maildir_new(t.data_dir, who))) == 4
-    assert "replayed=yes" not in t.log()
+    _second_restart_replays_nothing(t)
 
 
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
@@ -115,26 +125,9 @@ def test_unplaced_record_without_memory_waits_for_the_restart(ternd_factory, mon
         wait_for_maildir_files(maildir_new(t.data_dir, who), 2)
         assert _bodies(t, who) == sorted(b".leading dot\nbody %d\n" % i for i in (1, 2))
     assert t.log().count("event=place-failed") == 2  # the message's line, the no-memory one
-    if how == "kill9":
-        t.kill9()
-    else:
-        t.stop()
-    monkeypatch.delenv("TERN_FAULT")
-    t.restart()
-    want = sorted(b".leading dot\nbody %d\n" % i for i in range(3))
-    for who in ("alice@example.com", "bob@example.com"):
-        wait_for_maildir_files(maildir_new(t.data_dir, who), 3)
-        assert _bodies(t, who) == want
+    _end_and_restart_without_fault(t, monkeypatch, how)
     assert t.log().count("replayed=yes") == 2  # one line per recipient, message 0 only
-    t.stop()
-    t.restart()
-    _send(t, 1, "after")
-    for who in ("alice@example.com", "bob@example.com"):
-        wait_for_maildir_files(maildir_new(t.data_dir, who), 4)
-    t.stop()
-    for who in ("alice@example.com", "bob@example.com"):
-        assert len(maildir_files(maildir_new(t.data_dir, who))) == 4
-    assert "replayed=yes" not in t.log()
+    _second_restart_replays_nothing(t)
 
 
 def test_kill9_under_load_loses_nothing(ternd_factory):
