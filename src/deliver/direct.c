@@ -119,6 +119,9 @@ struct direct_retry {
 	struct direct_retry *next;
 	uint64_t seq;
 	struct buf rec;
+	time_t since; /* first failure */
+	int err;      /* the last one */
+	unsigned attempts;
 };
 
 struct direct {
@@ -167,7 +170,11 @@ struct direct {
 	} ckdev[DIRECT_DEVS]; /* filesystems with copies placed since the checkpoint */
 	size_t nckdev;
 	bool ck_overflow; /* more filesystems than ckdev holds: sync() instead */
+	/* written by the publisher (or before the threads run) under rmu; the publisher
+	 * reads it without: `tern queue` (direct_pending_list) reads it under rmu */
+	pthread_mutex_t rmu;
 	struct direct_retry *retry;
+	atomic_bool retry_soon; /* direct_retry_soon(): at the next checkpoint */
 	uint64_t stuck; /* > 0: a record not placed and not held for retry (no memory) */
 };
 
@@ -640,7 +647,7 @@ static int direct_place_record(struct direct *d, const char *p, size_t n, const 
  * copy, the journal keeps it: nothing at or above seq is retired until a restart
  * replays it. */
 static void direct_retry_add(struct direct *d, uint64_t seq, const void *p, size_t n,
-                             bool nomem)
+                             bool nomem, int err)
 {
 	struct direct_retry *rt = nomem ? NULL : calloc(1, sizeof *rt);
 	if (rt != NULL) {
@@ -659,11 +666,16 @@ static void direct_retry_add(struct direct *d, uint64_t seq, const void *p, size
 		return;
 	}
 	rt->seq = seq;
+	rt->since = time(NULL);
+	rt->err = err;
+	rt->attempts = 1;
 	struct direct_retry **pp = &d->retry; /* kept in seq order */
 	while (*pp && (*pp)->seq < seq)
 		pp = &(*pp)->next;
 	rt->next = *pp;
+	pthread_mutex_lock(&d->rmu);
 	*pp = rt;
+	pthread_mutex_unlock(&d->rmu);
 }
 
 /* How far the journal may be retired: below `upto`, but never past a record whose
@@ -685,10 +697,16 @@ static void direct_retry_run(struct direct *d)
 		if (r < 0) {
 			log_warn("event=place-failed seq=%llu error=\"%s\" action=retry-later",
 			         (unsigned long long)rt->seq, strerror(-r));
+			pthread_mutex_lock(&d->rmu);
+			rt->err = r;
+			rt->attempts++;
+			pthread_mutex_unlock(&d->rmu);
 			pp = &rt->next;
 			continue;
 		}
+		pthread_mutex_lock(&d->rmu);
 		*pp = rt->next;
+		pthread_mutex_unlock(&d->rmu);
 		buf_free(&rt->rec);
 		free(rt);
 	}
@@ -700,7 +718,7 @@ static int direct_replay(void *arg, uint64_t seq, const void *p, size_t n)
 	struct direct *d = arg;
 	int r = direct_place_record(d, p, n, "replayed");
 	if (r < 0)
-		direct_retry_add(d, seq, p, n, false);
+		direct_retry_add(d, seq, p, n, false, r);
 	return r;
 }
 
@@ -744,7 +762,8 @@ static void direct_checkpoint(struct direct *d, enum direct_ck_mode mode)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	bool fresh = direct_retire_limit(d, d->placed_below) > d->retired;
 	bool retry = d->retry != NULL && (mode == DIRECT_CK_FINAL ||
-	                                  direct_ns_since(&d->last_retry, &now) >= 1000000000LL);
+	                                  direct_ns_since(&d->last_retry, &now) >= 1000000000LL ||
+	                                  atomic_exchange(&d->retry_soon, false));
 	if (!fresh && !retry)
 		return;
 	if (mode == DIRECT_CK_BUSY && !retry) {
@@ -1063,7 +1082,8 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 						unlink(p);
 					m->r[i].in_tmp = false;
 				}
-				direct_retry_add(d, m->jseq, m->jrec.ptr, m->jrec.len, m->fault_nomem);
+				direct_retry_add(d, m->jseq, m->jrec.ptr, m->jrec.len, m->fault_nomem,
+				                 m->err);
 			}
 			if (m->jseq + 1 > d->placed_below)
 				d->placed_below = m->jseq + 1;
@@ -1202,6 +1222,7 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_mutex_init(&d->smu, NULL);
 	pthread_mutex_init(&d->amu, NULL);
+	pthread_mutex_init(&d->rmu, NULL);
 	pthread_cond_init(&d->cv, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -1350,11 +1371,65 @@ void direct_close(struct direct *d)
 	pthread_mutex_destroy(&d->mu);
 	pthread_mutex_destroy(&d->smu);
 	pthread_mutex_destroy(&d->amu);
+	pthread_mutex_destroy(&d->rmu);
 	pthread_cond_destroy(&d->cv);
 	pthread_cond_destroy(&d->cv2);
 	free(d->data_dir);
 	free(d->pattern);
 	free(d);
+}
+
+/* The sender, from the copy's prefix ("Return-Path: <...>\n"); "" if none. */
+static void direct_rec_sender(const struct direct_rec_rcpt *rr, char *out, size_t outsz)
+{
+	static const char rp[] = "Return-Path: <";
+	out[0] = '\0';
+	if (rr->prelen < sizeof rp || memcmp(rr->pre, rp, sizeof rp - 1) != 0)
+		return;
+	const char *a = rr->pre + sizeof rp - 1;
+	const char *e = memchr(a, '>', rr->prelen - (sizeof rp - 1));
+	if (e != NULL && (size_t)(e - a) < outsz) {
+		memcpy(out, a, (size_t)(e - a));
+		out[e - a] = '\0';
+	}
+}
+
+size_t direct_pending_list(struct direct *d, direct_pending_fn fn, void *arg)
+{
+	size_t n = 0;
+	if (d == NULL)
+		return 0;
+	pthread_mutex_lock(&d->rmu);
+	for (const struct direct_retry *rt = d->retry; rt; rt = rt->next) {
+		struct direct_rec rec;
+		if (direct_rec_parse(rt->rec.ptr, rt->rec.len, &rec) < 0)
+			continue; /* cannot happen: it was parsed to place it */
+		char from[600];
+		const char *rcpts[DIRECT_RCPTS_MAX];
+		for (size_t i = 0; i < rec.nr; i++)
+			rcpts[i] = rec.r[i].orig;
+		direct_rec_sender(&rec.r[0], from, sizeof from);
+		struct direct_pending p = {
+			.qid = rec.qid,
+			.from = from,
+			.rcpts = rcpts,
+			.nrcpts = rec.nr,
+			.size = rec.bodylen,
+			.since = rt->since,
+			.attempts = rt->attempts,
+			.error = strerror(-rt->err),
+		};
+		fn(arg, &p);
+		n++;
+	}
+	pthread_mutex_unlock(&d->rmu);
+	return n;
+}
+
+void direct_retry_soon(struct direct *d)
+{
+	if (d != NULL)
+		atomic_store(&d->retry_soon, true);
 }
 
 void direct_set_relaxed(struct direct *d, bool relaxed)

@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "queue/spool.h"
 
@@ -77,6 +78,25 @@ void direct_msg_commit(struct direct_msg *m,
                        void *arg);
 /* Drop an uncommitted message: unlink its tmp/ files, free m. NULL is fine. */
 void direct_msg_abort(struct direct_msg *m);
+
+/* Local mail acknowledged through the journal whose copies could not all be placed
+ * (docs/QUEUE.md "The journal"): retried from its record every second, until then
+ * in no Maildir and in no queue file. For `tern queue`. */
+struct direct_pending {
+	const char *qid, *from;  /* from: the envelope sender, "" for <> */
+	const char *const *rcpts; /* the recipients as given in RCPT TO */
+	size_t nrcpts;
+	size_t size;  /* body bytes as stored */
+	time_t since; /* the first failure */
+	unsigned attempts; /* placements tried */
+	const char *error; /* the last one */
+};
+typedef void (*direct_pending_fn)(void *arg, const struct direct_pending *p);
+/* Calls fn for each, oldest first, from any thread (fn must not call into d).
+ * Returns how many. NULL d: none. */
+size_t direct_pending_list(struct direct *d, direct_pending_fn fn, void *arg);
+/* Retry them at the next checkpoint (within 100 ms) instead of within a second. */
+void direct_retry_soon(struct direct *d);
 
 /* Counters for tests/bench: batches, messages committed. */
 void direct_stats(const struct direct *d, unsigned long *batches, unsigned long *msgs);

@@ -153,6 +153,62 @@ static void control_list_one(void *arg, const char *qid)
 	spool_envelope_free(&e);
 }
 
+/* One acknowledged local message waiting to be placed (direct_pending_list): listed
+ * like a queue file, with state "placing". */
+static void control_list_placing(void *arg, const struct direct_pending *p)
+{
+	struct control_list *cl = arg;
+	struct buf *b = cl->out;
+	long long age = (long long)(time(NULL) - p->since);
+	int r;
+	if (cl->err < 0)
+		return;
+	if (cl->json) {
+		r = buf_printf(b, "%s{\"id\":\"%s\",\"age\":%lld,\"size\":%llu,\"sender\":",
+		               cl->n ? "," : "", p->qid, age, (unsigned long long)p->size);
+		r = r ? r : control_json(b, p->from);
+		r = r ? r : buf_append_str(b, ",\"recipients\":[");
+		for (size_t i = 0; r == 0 && i < p->nrcpts; i++) {
+			r = buf_append_str(b, i ? ",{\"address\":" : "{\"address\":");
+			r = r ? r : control_json(b, p->rcpts[i]);
+			r = r ? r : buf_printf(b, ",\"route\":\"local\",\"done\":false,"
+			                          "\"attempts\":%u,\"error\":", p->attempts);
+			r = r ? r : control_json(b, p->error);
+			r = r ? r : buf_append_str(b, "}");
+		}
+		r = r ? r : buf_append_str(b, "],\"state\":\"placing\",\"last_error\":");
+		r = r ? r : control_json(b, p->error);
+		r = r ? r : buf_append_str(b, "}");
+	} else {
+		r = buf_printf(b, "%s  %5llds  %8llu  <", p->qid, age, (unsigned long long)p->size);
+		r = r ? r : control_text(b, p->from);
+		r = r ? r : buf_append_str(b, ">  ");
+		for (size_t i = 0; r == 0 && i < p->nrcpts; i++) {
+			r = buf_append_str(b, "<");
+			r = r ? r : control_text(b, p->rcpts[i]);
+			r = r ? r : buf_append_str(b, "> ");
+		}
+		r = r ? r : buf_append_str(b, " placing  ");
+		r = r ? r : control_text(b, p->error);
+		r = r ? r : buf_append_str(b, "\n");
+	}
+	cl->n++;
+	if (r < 0)
+		cl->err = r;
+}
+
+struct control_find {
+	const char *qid;
+	bool found;
+};
+
+static void control_find_placing(void *arg, const struct direct_pending *p)
+{
+	struct control_find *f = arg;
+	if (strcmp(p->qid, f->qid) == 0)
+		f->found = true;
+}
+
 static int control_show(struct control *ctl, const char *qid, struct buf *b)
 {
 	struct spool_envelope e;
@@ -249,7 +305,15 @@ static void control_handle(struct control *ctl, char *req, struct buf *out)
 	}
 	if (needs && (spool_queue_path(ctl->sp, arg, path, sizeof path) < 0 ||
 	              access(path, F_OK) < 0)) {
-		buf_printf(out, "error: no message %s in the queue\n", arg);
+		struct control_find f = {.qid = arg};
+		if (ctl->ops.placing != NULL)
+			ctl->ops.placing(ctl->ops.arg, control_find_placing, &f);
+		if (f.found)
+			buf_printf(out, "error: %s is local mail already accepted, waiting to be put "
+			                "into its mailbox (retried every second; see the log): only "
+			                "flush applies to it\n", arg);
+		else
+			buf_printf(out, "error: no message %s in the queue\n", arg);
 		goto done;
 	}
 	if (strcmp(req, "list") == 0 || strcmp(req, "list-json") == 0) {
@@ -257,6 +321,8 @@ static void control_handle(struct control *ctl, char *req, struct buf *out)
 		if (cl.json)
 			buf_append_str(&body, "[");
 		r = spool_list(ctl->sp, control_list_one, &cl);
+		if (r == 0 && ctl->ops.placing != NULL)
+			ctl->ops.placing(ctl->ops.arg, control_list_placing, &cl);
 		if (r == 0)
 			r = cl.err;
 		if (cl.json)
@@ -267,6 +333,8 @@ static void control_handle(struct control *ctl, char *req, struct buf *out)
 		ctl->ops.flush(ctl->ops.arg, arg);
 		if (arg != NULL)
 			ctl->ops.enqueue(ctl->ops.arg, arg);
+		if (ctl->ops.place_now != NULL)
+			ctl->ops.place_now(ctl->ops.arg);
 		buf_printf(&body, "flushed %s\n", arg ? arg : "all");
 	} else if (strcmp(req, "hold") == 0) {
 		r = spool_set_hold(ctl->sp, arg, true);

@@ -4,12 +4,20 @@
 #ifndef TERN_CONTROL_H
 #define TERN_CONTROL_H
 
+#include <stddef.h>
+
+#include "deliver/direct.h"
+
 struct spool;
 struct control;
 
 struct control_ops {
 	void (*flush)(void *arg, const char *qid);   /* qid NULL: everything */
 	void (*enqueue)(void *arg, const char *qid); /* hand to delivery now */
+	/* acknowledged local mail waiting to be placed (direct_pending_list), and
+	 * retrying it now (direct_retry_soon); either may be NULL */
+	size_t (*placing)(void *arg, direct_pending_fn fn, void *farg);
+	void (*place_now)(void *arg);
 	void *arg;
 };
 

@@ -1619,6 +1619,19 @@ static void server_relay_flush(void *arg, const char *qid)
 	relay_flush(srv->rl, qid);
 }
 
+/* `tern queue`: local mail acknowledged through the journal, not yet placed. */
+static size_t server_placing(void *arg, direct_pending_fn fn, void *farg)
+{
+	struct server *srv = arg;
+	return direct_pending_list(srv->direct, fn, farg);
+}
+
+static void server_place_now(void *arg)
+{
+	struct server *srv = arg;
+	direct_retry_soon(srv->direct);
+}
+
 int server_new(struct server **out, struct config *cfg, const char *config_path)
 {
 	struct server *srv = calloc(1, sizeof *srv);
@@ -1745,7 +1758,10 @@ int server_run(struct server *srv)
 		log_error("event=startup-failed error=\"recover: %s\"", strerror(-rc));
 		return 1;
 	}
-	struct control_ops cops = {.flush = server_relay_flush, .enqueue = server_local_enqueue,
+	struct control_ops cops = {.flush = server_relay_flush,
+	                           .enqueue = server_local_enqueue,
+	                           .placing = server_placing,
+	                           .place_now = server_place_now,
 	                           .arg = srv};
 	if (snprintf(path, sizeof path, "%s/ternd.sock", cfg->data_dir) >= (int)sizeof path ||
 	    (rc = control_start(&srv->ctl, path, srv->spool, &cops)) < 0)
@@ -1776,10 +1792,10 @@ int server_run(struct server *srv)
 		}
 		server_conn_close(c, "shutdown");
 	}
+	control_stop(srv->ctl); /* first: it reads from direct */
+	srv->ctl = NULL;
 	direct_close(srv->direct);
 	srv->direct = NULL;
-	control_stop(srv->ctl);
-	srv->ctl = NULL;
 	relay_stop(srv->rl);
 	local_delivery_stop(srv->ld);
 	srv->ld = NULL;

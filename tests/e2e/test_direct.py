@@ -5,12 +5,16 @@ appear in new/ right after. An injected storage fault before the 250 gives a 4xx
 leaves nothing in any Maildir; a fault after it (placing the copies) loses nothing:
 the journal puts the message there after a restart, once."""
 
+import json
 import os
+import re
 import smtplib
+import time
 
 import pytest
 
-from conftest import maildir_files, maildir_new, wait_for_maildir_files, wait_until
+from conftest import (maildir_files, maildir_new, tern_cli, wait_for_maildir_files,
+                      wait_until)
 
 
 def test_local_message_is_in_maildirs_at_250(ternd):
@@ -109,6 +113,56 @@ def test_acknowledged_but_not_placed_is_placed_after_restart_once(ternd_factory,
                                            "event=started "))
     assert 0 <= rec < lis < sta, log
     _second_restart_replays_nothing(t)
+
+
+def test_tern_queue_lists_acknowledged_unplaced_mail(ternd_factory, monkeypatch):
+    """Mail acknowledged through the journal but not yet in its Maildirs is in no
+    queue file; `tern queue` still lists it (state "placing", the last error), says
+    why show/delete do not apply, and flush retries it at once."""
+    monkeypatch.setenv("TERN_FAULT", "place")
+    t = ternd_factory()
+    d = str(t.data_dir)
+    _send(t, 2, "q")
+    wait_until(lambda: t.log().count("direct=yes error=") >= 2, what="place-failed lines")
+    qids = re.findall(r"qid=(\w+) event=place-failed", t.log())
+    assert len(qids) == 2
+    r = tern_cli("queue", "-d", d, "list", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert sorted(e["id"] for e in j) == sorted(qids)
+    for e in j:
+        assert e["state"] == "placing" and e["sender"] == "a@example.net"
+        assert e["last_error"] == "Input/output error"
+        assert [x["address"] for x in e["recipients"]] == ["alice@example.com",
+                                                           "bob@example.com"]
+        assert all(x["attempts"] >= 1 and not x["done"] for x in e["recipients"])
+        assert e["size"] > len(b".leading dot\nbody 0\n")
+    text = tern_cli("queue", "-d", d, "list").stdout
+    for q in qids:
+        line = next(x for x in text.splitlines() if x.startswith(q))
+        assert "<a@example.net>" in line and "<bob@example.com>" in line
+        assert "placing  Input/output error" in line
+    for cmd in ("show", "hold", "delete"):
+        r = tern_cli("queue", "-d", d, cmd, qids[0])
+        assert r.returncode != 0 and "only flush applies" in r.stderr, (cmd, r)
+    r = tern_cli("queue", "-d", d, "show", "0NOSUCHID")
+    assert r.returncode != 0 and "no message 0NOSUCHID in the queue" in r.stderr
+    # retries come every second; right after one, flush brings the next one sooner
+    n = t.log().count("action=retry-later")
+    wait_until(lambda: t.log().count("action=retry-later") > n, what="a periodic retry")
+    n = t.log().count("action=retry-later")
+    start = time.monotonic()
+    assert tern_cli("queue", "-d", d, "flush").returncode == 0
+    wait_until(lambda: t.log().count("action=retry-later") > n, what="the flushed retry")
+    assert time.monotonic() - start < 0.7
+    assert len(json.loads(tern_cli("queue", "-d", d, "list", "--json").stdout)) == 2
+    # placed after a restart without the fault: nothing is listed any more
+    t.stop()
+    monkeypatch.delenv("TERN_FAULT")
+    t.start()
+    for who in ("alice@example.com", "bob@example.com"):
+        wait_for_maildir_files(maildir_new(t.data_dir, who), 2)
+    assert json.loads(tern_cli("queue", "-d", d, "list", "--json").stdout) == []
 
 
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])

@@ -255,6 +255,27 @@ static void direct_t_copy(const char *from, const char *to)
 	fclose(b);
 }
 
+struct direct_t_pend {
+	int n;
+	char qid[SPOOL_QID_MAX], from[64], rcpt0[64], rcpt1[64], error[64];
+	size_t nrcpts, size;
+	unsigned attempts;
+};
+
+static void direct_t_pend_one(void *arg, const struct direct_pending *p)
+{
+	struct direct_t_pend *t = arg;
+	t->n++;
+	snprintf(t->qid, sizeof t->qid, "%s", p->qid);
+	snprintf(t->from, sizeof t->from, "%s", p->from);
+	t->nrcpts = p->nrcpts;
+	snprintf(t->rcpt0, sizeof t->rcpt0, "%s", p->nrcpts > 0 ? p->rcpts[0] : "");
+	snprintf(t->rcpt1, sizeof t->rcpt1, "%s", p->nrcpts > 1 ? p->rcpts[1] : "");
+	snprintf(t->error, sizeof t->error, "%s", p->error);
+	t->size = p->size;
+	t->attempts = p->attempts;
+}
+
 /* Acknowledged through the journal but never placed (TERN_FAULT=place): the next
  * open replays it into both Maildirs; replayed again (the journal as it was), a
  * damaged copy in new/ is rewritten and a copy a reader moved to cur/ is left alone:
@@ -277,13 +298,32 @@ static void direct_t_replay(void **state)
 	direct_msg_commit(m, direct_t_done, &res);
 	direct_t_wait(d, &res, 1);
 	assert_int_equal(res.err, 0); /* durable in the journal */
+	/* listed for `tern queue` once its placing failed (on the publisher thread) */
+	struct direct_t_pend pend = {0};
+	for (int i = 0; i < 250 && pend.n == 0; i++) {
+		memset(&pend, 0, sizeof pend);
+		if (direct_pending_list(d, direct_t_pend_one, &pend) == 0)
+			usleep(10000);
+	}
+	assert_int_equal(pend.n, 1);
+	assert_string_equal(pend.qid, "QR");
+	assert_string_equal(pend.from, "sender@example.net");
+	assert_int_equal(pend.nrcpts, 2);
+	assert_string_equal(pend.rcpt0, "Alice@Example.org");
+	assert_string_equal(pend.rcpt1, "bob@example.org");
+	assert_string_equal(pend.error, strerror(EIO));
+	assert_int_equal(pend.size, strlen("Subject: r\n\nreplay me\n"));
+	assert_true(pend.attempts >= 1);
 	direct_close(d);
 	unsetenv("TERN_FAULT");
+	assert_int_equal(direct_pending_list(NULL, direct_t_pend_one, &pend), 0);
 	assert_int_equal(direct_t_count("alice", "new", NULL, 0), 0);
 	assert_int_equal(direct_t_count("alice", "tmp", NULL, 0), 0);
 	direct_t_copy(jp, saved);
 
 	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+	memset(&pend, 0, sizeof pend);
+	assert_int_equal(direct_pending_list(d, direct_t_pend_one, &pend), 0); /* replayed */
 	direct_close(d);
 	const char *want = "Return-Path: <sender@example.net>\nDelivered-To: alice@example.org\n"
 	                   "Subject: r\n\nreplay me\n";
