@@ -35,6 +35,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -1523,8 +1524,12 @@ static int direct_open_tmp(struct direct *d, struct direct_rcpt *rc)
 			rc->fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		}
 		if (rc->fd >= 0) {
-			struct stat st;
-			if (fstat(rc->fd, &st) < 0) {
+			/* the device only: a stat(2) that asks for the times makes the next
+			 * change of this file's times a fine-grained one, and that moves the
+			 * clock every file's times are taken from (multigrain timestamps):
+			 * the journal's inode would then be dirtied at every commit */
+			struct statx st;
+			if (statx(rc->fd, "", AT_EMPTY_PATH, STATX_TYPE, &st) < 0) {
 				r = -errno;
 				close(rc->fd);
 				rc->fd = -1;
@@ -1532,7 +1537,7 @@ static int direct_open_tmp(struct direct *d, struct direct_rcpt *rc)
 					unlink(p);
 				return r;
 			}
-			rc->dev = st.st_dev;
+			rc->dev = makedev(st.stx_dev_major, st.stx_dev_minor);
 			rc->in_tmp = !rc->anon;
 			return 0;
 		}

@@ -21,7 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 static char jt_dir[256], jt_path[300];
@@ -352,6 +356,34 @@ static void jt_replay_failure_stays_live(void **state)
 	assert_int_equal(t->seq[0], 2);
 }
 
+/* A new journal is made in a scratch directory (gone afterwards) and renamed into
+ * place; on ext4 the directory holding it is marked FS_TOPDIR_FL, so the scratch
+ * directory and the file's inode land in another block group (journal.c
+ * journal_scratch_dir). */
+static void jt_created_aside(void **state)
+{
+	(void)state;
+	struct journal *j;
+	assert_int_equal(journal_open(&j, jt_path, 0, NULL, NULL), 0);
+	assert_true(journal_append(j, "x", 1) > 0);
+	assert_int_equal(journal_sync(j), 0);
+	journal_close(j);
+	char p[400];
+	snprintf(p, sizeof p, "%s/.journal-new", jt_dir);
+	assert_int_equal(access(p, F_OK), -1);
+	assert_int_equal(errno, ENOENT);
+	struct statfs sf;
+	int fd = open(jt_dir, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	int fl = 0;
+	if (fstatfs(fd, &sf) == 0 && sf.f_type == EXT4_SUPER_MAGIC &&
+	    ioctl(fd, FS_IOC_GETFLAGS, &fl) == 0)
+		assert_true(fl & FS_TOPDIR_FL);
+	close(fd);
+	struct jt_seen *s = jt_reopen(0);
+	assert_int_equal(s->n, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -364,6 +396,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(jt_damage, jt_setup, jt_teardown),
 	    cmocka_unit_test_setup_teardown(jt_bad_header, jt_setup, jt_teardown),
 	    cmocka_unit_test_setup_teardown(jt_replay_failure_stays_live, jt_setup, jt_teardown),
+	    cmocka_unit_test_setup_teardown(jt_created_aside, jt_setup, jt_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
