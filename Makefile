@@ -76,6 +76,7 @@ bench: deps
 	bench/setup.sh
 	$(MAKE) BUILD=build-bench OPT=-O2 all
 	$(CC) $(CSTD) $(WARN) -O2 -pthread -o build-bench/smtp_latency bench/smtp_latency.c
+	$(CC) $(CSTD) $(WARN) -O2 -pthread -o build-bench/smtp_steps bench/smtp_steps.c
 	python3 bench/bench.py $(BENCH_ARGS)
 
 # libFuzzer (docs/SECURITY.md): every fuzz/*_fuzz.c built with clang
