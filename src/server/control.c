@@ -164,8 +164,11 @@ static void control_list_placing(void *arg, const struct direct_pending *p)
 	if (cl->err < 0)
 		return;
 	if (cl->json) {
-		r = buf_printf(b, "%s{\"id\":\"%s\",\"age\":%lld,\"size\":%llu,\"sender\":",
-		               cl->n ? "," : "", p->qid, age, (unsigned long long)p->size);
+		/* the record is ternd's own (keyed checksum), its qid escaped all the same */
+		r = buf_append_str(b, cl->n ? ",{\"id\":" : "{\"id\":");
+		r = r ? r : control_json(b, p->qid);
+		r = r ? r : buf_printf(b, ",\"age\":%lld,\"size\":%llu,\"sender\":", age,
+		                       (unsigned long long)p->size);
 		r = r ? r : control_json(b, p->from);
 		r = r ? r : buf_append_str(b, ",\"recipients\":[");
 		for (size_t i = 0; r == 0 && i < p->nrcpts; i++) {
@@ -180,7 +183,8 @@ static void control_list_placing(void *arg, const struct direct_pending *p)
 		r = r ? r : control_json(b, p->error);
 		r = r ? r : buf_append_str(b, "}");
 	} else {
-		r = buf_printf(b, "%s  %5llds  %8llu  <", p->qid, age, (unsigned long long)p->size);
+		r = control_text(b, p->qid);
+		r = r ? r : buf_printf(b, "  %5llds  %8llu  <", age, (unsigned long long)p->size);
 		r = r ? r : control_text(b, p->from);
 		r = r ? r : buf_append_str(b, ">  ");
 		for (size_t i = 0; r == 0 && i < p->nrcpts; i++) {
