@@ -334,6 +334,15 @@ def server_dir(path):
                   file=sys.stderr)
 
 
+def rotated(servers, rep):
+    """The servers in the order of repetition rep: each repetition starts one server
+    later, so no server always runs right after the same one. Measured with two
+    identical builds in alternation, the one running first in each pair was about
+    4 % ahead (bench/RESULTS.md run K); a fixed order turns that into a bias."""
+    k = rep % len(servers) if servers else 0
+    return servers[k:] + servers[:k]
+
+
 def settle():
     """Before a measured run: write back what earlier runs left dirty and drop the
     clean page cache, so every run starts from the same state whichever server ran
@@ -407,7 +416,7 @@ def latency(servers, binary, sessions, per_session, size, reps):
     rows = {}
     ok = True
     for rep in range(reps):
-        for srv in servers:
+        for srv in rotated(servers, rep):
             settle()
             r = run_latency(srv, binary, sessions, per_session, size)
             rows.setdefault(srv.name, []).append(r)
@@ -563,7 +572,8 @@ def main():
             time.strftime("%Y-%m-%d %H:%M"), os.uname().release, os.cpu_count(),
             open("/proc/loadavg").read().split()[0]))
         print("# smtp-source -s SESSIONS -m MSGS -l SIZE (one message per connection), "
-              "%d repetitions, servers in alternation; median (min–max)" % args.reps)
+              "%d repetitions, servers in alternation (each repetition starts one later); "
+              "median (min–max)" % args.reps)
         print("# each server's directory: %s" % (
             "chattr +T, its own block groups (bench.py server_dir())" if ISOLATE
             else "in the shared temp directory (--no-isolate)"))
@@ -600,7 +610,7 @@ def throughput(servers, loads, reps, show_runs=False):
         run_load(srv, sessions, size, max(msgs // 2, 1), timeout=600)
     for sessions, size, msgs in loads:
         for rep in range(reps):
-            for srv in servers:
+            for srv in rotated(servers, rep):
                 settle()
                 r = run_load(srv, sessions, size, msgs, timeout=600)
                 if show_runs:
