@@ -91,6 +91,69 @@ struct control_list {
 	int err;
 };
 
+/* One row of `list` (text) or `list-json`, in three parts shared by queue files and
+ * mail waiting to be placed, so both keep one format. */
+static int control_row_head(struct control_list *cl, const char *qid, long long age,
+                            uint64_t size, const char *from)
+{
+	struct buf *b = cl->out;
+	int r;
+	if (cl->json) {
+		r = buf_append_str(b, cl->n ? ",{\"id\":" : "{\"id\":");
+		r = r ? r : control_json(b, qid);
+		r = r ? r : buf_printf(b, ",\"age\":%lld,\"size\":%llu,\"sender\":", age,
+		                       (unsigned long long)size);
+		r = r ? r : control_json(b, from);
+		return r ? r : buf_append_str(b, ",\"recipients\":[");
+	}
+	r = control_text(b, qid);
+	r = r ? r : buf_printf(b, "  %5llds  %8llu  <", age, (unsigned long long)size);
+	r = r ? r : control_text(b, from);
+	return r ? r : buf_append_str(b, ">  ");
+}
+
+/* Recipient i (text: only those not done). */
+static int control_row_rcpt(struct control_list *cl, size_t i, const char *addr, bool remote,
+                            bool done, unsigned attempts, const char *error)
+{
+	struct buf *b = cl->out;
+	int r;
+	if (cl->json) {
+		r = buf_append_str(b, i ? ",{\"address\":" : "{\"address\":");
+		r = r ? r : control_json(b, addr);
+		r = r ? r : buf_printf(b, ",\"route\":\"%s\",\"done\":%s,\"attempts\":%u,\"error\":",
+		                       remote ? "remote" : "local", done ? "true" : "false", attempts);
+		r = r ? r : control_json(b, error ? error : "");
+		return r ? r : buf_append_str(b, "}");
+	}
+	if (done)
+		return 0;
+	r = buf_append_str(b, "<");
+	r = r ? r : control_text(b, addr);
+	return r ? r : buf_append_str(b, "> ");
+}
+
+static void control_row_tail(struct control_list *cl, int r, const char *state,
+                             const char *last_error)
+{
+	struct buf *b = cl->out;
+	if (cl->json) {
+		r = r ? r : buf_printf(b, "],\"state\":\"%s\",\"last_error\":", state);
+		r = r ? r : control_json(b, last_error);
+		r = r ? r : buf_append_str(b, "}");
+	} else {
+		r = r ? r : buf_printf(b, " %s", state);
+		if (r == 0 && last_error[0] != '\0') {
+			r = buf_append_str(b, "  ");
+			r = r ? r : control_text(b, last_error);
+		}
+		r = r ? r : buf_append_str(b, "\n");
+	}
+	cl->n++;
+	if (r < 0)
+		cl->err = r;
+}
+
 static void control_list_one(void *arg, const char *qid)
 {
 	struct control_list *cl = arg;
@@ -98,107 +161,36 @@ static void control_list_one(void *arg, const char *qid)
 	uint64_t off;
 	char path[PATH_MAX];
 	struct stat st;
-	struct buf *b = cl->out;
-	int r;
 	if (cl->err < 0 || spool_read_envelope(cl->ctl->sp, qid, &e, &off) < 0)
 		return; /* gone meanwhile, or unreadable: skip */
 	uint64_t size = 0;
 	if (spool_queue_path(cl->ctl->sp, qid, path, sizeof path) == 0 && stat(path, &st) == 0 &&
 	    (uint64_t)st.st_size >= off)
 		size = (uint64_t)st.st_size - off;
-	long long age = (long long)(time(NULL) - e.arrival);
-	if (cl->json) {
-		r = buf_printf(b, "%s{\"id\":\"%s\",\"age\":%lld,\"size\":%llu,\"sender\":",
-		               cl->n ? "," : "", qid, age, (unsigned long long)size);
-		r = r ? r : control_json(b, e.from);
-		r = r ? r : buf_append_str(b, ",\"recipients\":[");
-		for (size_t i = 0; r == 0 && i < e.nrcpts; i++) {
-			char a[600];
-			spool_rcpt_address(&e.rcpts[i], a, sizeof a);
-			r = buf_append_str(b, i ? ",{\"address\":" : "{\"address\":");
-			r = r ? r : control_json(b, a);
-			r = r ? r : buf_printf(b, ",\"route\":\"%s\",\"done\":%s,\"attempts\":%u,\"error\":",
-			                       e.rcpts[i].remote ? "remote" : "local",
-			                       e.rcpts[i].done ? "true" : "false", e.rcpts[i].attempts);
-			r = r ? r : control_json(b, e.rcpts[i].last_error ? e.rcpts[i].last_error : "");
-			r = r ? r : buf_append_str(b, "}");
-		}
-		r = r ? r : buf_printf(b, "],\"state\":\"%s\",\"last_error\":", control_state(&e));
-		r = r ? r : control_json(b, control_last_error(&e));
-		r = r ? r : buf_append_str(b, "}");
-	} else {
-		r = buf_printf(b, "%s  %5llds  %8llu  <", qid, age, (unsigned long long)size);
-		r = r ? r : control_text(b, e.from);
-		r = r ? r : buf_append_str(b, ">  ");
-		for (size_t i = 0; r == 0 && i < e.nrcpts; i++) {
-			char a[600];
-			if (e.rcpts[i].done)
-				continue;
-			spool_rcpt_address(&e.rcpts[i], a, sizeof a);
-			r = buf_append_str(b, "<");
-			r = r ? r : control_text(b, a);
-			r = r ? r : buf_append_str(b, "> ");
-		}
-		r = r ? r : buf_printf(b, " %s", control_state(&e));
-		const char *le = control_last_error(&e);
-		if (r == 0 && le[0] != '\0') {
-			r = buf_append_str(b, "  ");
-			r = control_text(b, le);
-		}
-		r = r ? r : buf_append_str(b, "\n");
+	int r = control_row_head(cl, qid, (long long)(time(NULL) - e.arrival), size, e.from);
+	for (size_t i = 0; r == 0 && i < e.nrcpts; i++) {
+		const struct spool_rcpt *rc = &e.rcpts[i];
+		char a[600];
+		spool_rcpt_address(rc, a, sizeof a);
+		r = control_row_rcpt(cl, i, a, rc->remote, rc->done, rc->attempts, rc->last_error);
 	}
-	cl->n++;
-	if (r < 0)
-		cl->err = r;
+	control_row_tail(cl, r, control_state(&e), control_last_error(&e));
 	spool_envelope_free(&e);
 }
 
 /* One acknowledged local message waiting to be placed (direct_pending_list): listed
- * like a queue file, with state "placing". */
+ * like a queue file, with state "placing". Its qid comes from a journal record (ternd's
+ * own, under a keyed checksum), not from a checked file name: escaped like the rest. */
 static void control_list_placing(void *arg, const struct direct_pending *p)
 {
 	struct control_list *cl = arg;
-	struct buf *b = cl->out;
-	long long age = (long long)(time(NULL) - p->since);
-	int r;
 	if (cl->err < 0)
 		return;
-	if (cl->json) {
-		/* the record is ternd's own (keyed checksum), its qid escaped all the same */
-		r = buf_append_str(b, cl->n ? ",{\"id\":" : "{\"id\":");
-		r = r ? r : control_json(b, p->qid);
-		r = r ? r : buf_printf(b, ",\"age\":%lld,\"size\":%llu,\"sender\":", age,
-		                       (unsigned long long)p->size);
-		r = r ? r : control_json(b, p->from);
-		r = r ? r : buf_append_str(b, ",\"recipients\":[");
-		for (size_t i = 0; r == 0 && i < p->nrcpts; i++) {
-			r = buf_append_str(b, i ? ",{\"address\":" : "{\"address\":");
-			r = r ? r : control_json(b, p->rcpts[i]);
-			r = r ? r : buf_printf(b, ",\"route\":\"local\",\"done\":false,"
-			                          "\"attempts\":%u,\"error\":", p->attempts);
-			r = r ? r : control_json(b, p->error);
-			r = r ? r : buf_append_str(b, "}");
-		}
-		r = r ? r : buf_append_str(b, "],\"state\":\"placing\",\"last_error\":");
-		r = r ? r : control_json(b, p->error);
-		r = r ? r : buf_append_str(b, "}");
-	} else {
-		r = control_text(b, p->qid);
-		r = r ? r : buf_printf(b, "  %5llds  %8llu  <", age, (unsigned long long)p->size);
-		r = r ? r : control_text(b, p->from);
-		r = r ? r : buf_append_str(b, ">  ");
-		for (size_t i = 0; r == 0 && i < p->nrcpts; i++) {
-			r = buf_append_str(b, "<");
-			r = r ? r : control_text(b, p->rcpts[i]);
-			r = r ? r : buf_append_str(b, "> ");
-		}
-		r = r ? r : buf_append_str(b, " placing  ");
-		r = r ? r : control_text(b, p->error);
-		r = r ? r : buf_append_str(b, "\n");
-	}
-	cl->n++;
-	if (r < 0)
-		cl->err = r;
+	int r = control_row_head(cl, p->qid, (long long)(time(NULL) - p->since), p->size,
+	                         p->from);
+	for (size_t i = 0; r == 0 && i < p->nrcpts; i++)
+		r = control_row_rcpt(cl, i, p->rcpts[i], false, false, p->attempts, p->error);
+	control_row_tail(cl, r, "placing", p->error);
 }
 
 struct control_find {
