@@ -1380,7 +1380,9 @@ void direct_close(struct direct *d)
 	free(d);
 }
 
-/* The sender, from the copy's prefix ("Return-Path: <...>\n"); "" if none. */
+/* The sender, from the copy's prefix: its first line is "Return-Path: <...>"
+ * (local_header_prefix: no control bytes in the address, but a quoted local part
+ * may hold a '>'); "" if none. */
 static void direct_rec_sender(const struct direct_rec_rcpt *rr, char *out, size_t outsz)
 {
 	static const char rp[] = "Return-Path: <";
@@ -1388,10 +1390,10 @@ static void direct_rec_sender(const struct direct_rec_rcpt *rr, char *out, size_
 	if (rr->prelen < sizeof rp || memcmp(rr->pre, rp, sizeof rp - 1) != 0)
 		return;
 	const char *a = rr->pre + sizeof rp - 1;
-	const char *e = memchr(a, '>', rr->prelen - (sizeof rp - 1));
-	if (e != NULL && (size_t)(e - a) < outsz) {
-		memcpy(out, a, (size_t)(e - a));
-		out[e - a] = '\0';
+	const char *nl = memchr(a, '\n', rr->prelen - (sizeof rp - 1));
+	if (nl != NULL && nl > a && nl[-1] == '>' && (size_t)(nl - 1 - a) < outsz) {
+		memcpy(out, a, (size_t)(nl - 1 - a));
+		out[nl - 1 - a] = '\0';
 	}
 }
 

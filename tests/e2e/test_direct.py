@@ -165,6 +165,18 @@ def test_tern_queue_lists_acknowledged_unplaced_mail(ternd_factory, monkeypatch)
     assert json.loads(tern_cli("queue", "-d", d, "list", "--json").stdout) == []
 
 
+def test_tern_queue_placing_sender_with_quoted_angle(ternd_factory, monkeypatch):
+    """The sender `tern queue` shows for mail waiting to be placed is read back from
+    the copy's Return-Path line: a quoted local part holding '>' stays whole."""
+    monkeypatch.setenv("TERN_FAULT", "place")
+    t = ternd_factory()
+    with smtplib.SMTP(t.host, t.port, timeout=10) as s:
+        s.sendmail('"a>b"@example.net', ["alice@example.com"], b"Subject: q\r\n\r\nx\r\n")
+    wait_until(lambda: "direct=yes error=" in t.log(), what="place-failed line")
+    j = json.loads(tern_cli("queue", "-d", str(t.data_dir), "list", "--json").stdout)
+    assert [e["sender"] for e in j] == ['"a>b"@example.net']
+
+
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
 def test_unplaced_record_without_memory_waits_for_the_restart(ternd_factory, monkeypatch, how):
     """Placing the first message fails after its 250 and there is no memory to keep
