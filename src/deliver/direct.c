@@ -165,6 +165,7 @@ struct direct {
 	uint64_t placed_below;     /* every journaled seq below is placed or in retry */
 	uint64_t retired;          /* last journal_retire() mark */
 	struct timespec last_ckpt, last_retry;
+	long long retry_ns; /* placing retries at most this often (1 s; TERN_RETRY_MS) */
 	struct {
 		dev_t dev;
 		char *mbox;
@@ -763,7 +764,7 @@ static void direct_checkpoint(struct direct *d, enum direct_ck_mode mode)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	bool fresh = direct_retire_limit(d, d->placed_below) > d->retired;
 	bool retry = d->retry != NULL && (mode == DIRECT_CK_FINAL ||
-	                                  direct_ns_since(&d->last_retry, &now) >= 1000000000LL ||
+	                                  direct_ns_since(&d->last_retry, &now) >= d->retry_ns ||
 	                                  atomic_exchange(&d->retry_soon, false));
 	if (!fresh && !retry)
 		return;
@@ -1272,6 +1273,8 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 		d->jmsg_max = f ? (size_t)strtoull(f, NULL, 10) : DIRECT_JOURNAL_MSG_MAX;
 		f = getenv("TERN_JOURNAL_MEM_MAX");
 		d->jmem_max = f ? (size_t)strtoull(f, NULL, 10) : DIRECT_JOURNAL_MEM_MAX;
+		f = getenv("TERN_RETRY_MS"); /* tests */
+		d->retry_ns = (f ? strtoll(f, NULL, 10) : 1000) * 1000000LL;
 		f = getenv("TERN_JOURNAL_MAX");
 		uint64_t jmax = f ? strtoull(f, NULL, 10) : 0;
 		if (snprintf(jpath, sizeof jpath, "%s/spool/direct.journal", data_dir) >=
