@@ -185,6 +185,20 @@ static int direct_fault(const struct direct *d, enum direct_fault_op op)
 	return d->fault == op ? -EIO : 0;
 }
 
+/* The filesystem an open file is on (copies and journal alike, so they compare).
+ * Only the device is asked for: a stat(2) that asks for the times makes the next
+ * change of this file's times a fine-grained one, and that moves the clock every
+ * file's times are taken from (multigrain timestamps): the journal's inode would
+ * then be dirtied at every commit. 0 or -errno. */
+static int direct_fd_dev(int fd, dev_t *out)
+{
+	struct statx st;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &st) < 0)
+		return -errno;
+	*out = makedev(st.stx_dev_major, st.stx_dev_minor);
+	return 0;
+}
+
 static int direct_path(char *out, size_t outsz, const char *mbox, const char *sub, const char *name,
                        const char *suffix)
 {
@@ -1268,7 +1282,6 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 	if (f == NULL || strcmp(f, "0") != 0) {
 		/* the journal lives in the spool directory; replay what a crash left */
 		char jpath[PATH_MAX];
-		struct stat st;
 		f = getenv("TERN_JOURNAL_MSG_MAX");
 		d->jmsg_max = f ? (size_t)strtoull(f, NULL, 10) : DIRECT_JOURNAL_MSG_MAX;
 		f = getenv("TERN_JOURNAL_MEM_MAX");
@@ -1294,11 +1307,8 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 			          strerror(-r));
 			goto fail;
 		}
-		if (fstat(journal_fd(d->j), &st) < 0) {
-			r = -errno;
+		if ((r = direct_fd_dev(journal_fd(d->j), &d->jdev)) < 0)
 			goto fail;
-		}
-		d->jdev = st.st_dev;
 		/* replayed copies were fsynced one by one: retire them, and write the mark
 		 * down so the next start does not replay them again */
 		uint64_t below = direct_retire_limit(d, journal_next_seq(d->j));
@@ -1529,20 +1539,13 @@ static int direct_open_tmp(struct direct *d, struct direct_rcpt *rc)
 			rc->fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		}
 		if (rc->fd >= 0) {
-			/* the device only: a stat(2) that asks for the times makes the next
-			 * change of this file's times a fine-grained one, and that moves the
-			 * clock every file's times are taken from (multigrain timestamps):
-			 * the journal's inode would then be dirtied at every commit */
-			struct statx st;
-			if (statx(rc->fd, "", AT_EMPTY_PATH, STATX_TYPE, &st) < 0) {
-				r = -errno;
+			if ((r = direct_fd_dev(rc->fd, &rc->dev)) < 0) {
 				close(rc->fd);
 				rc->fd = -1;
 				if (!rc->anon)
 					unlink(p);
 				return r;
 			}
-			rc->dev = makedev(st.stx_dev_major, st.stx_dev_minor);
 			rc->in_tmp = !rc->anon;
 			return 0;
 		}
