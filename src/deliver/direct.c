@@ -274,18 +274,23 @@ static void direct_jrec_drop(struct direct_msg *m)
 	m->jcharged = 0;
 }
 
-/* Write the staged bytes (and any prefix not yet written) to every file. */
-static int direct_flush(struct direct_msg *m)
+/* Add the staged bytes to the journal record. */
+static void direct_flush_jrec(struct direct_msg *m)
 {
-	if (m->err)
-		return m->err;
-	if (m->jon && m->slen > 0) {
+	if (m->err == 0 && m->jon && m->slen > 0) {
 		if (m->jrec.len + m->slen > m->d->jmsg_max || !direct_jmem_charge(m, m->slen) ||
 		    buf_append(&m->jrec, m->stage, m->slen) < 0) {
 			m->jon = false; /* too big (or no memory): the syncfs path */
 			direct_jrec_drop(m);
 		}
 	}
+}
+
+/* Write the staged bytes (and any prefix not yet written) to every file. */
+static int direct_flush_files(struct direct_msg *m)
+{
+	if (m->err)
+		return m->err;
 	int r = direct_fault(m->d, DIRECT_FAULT_WRITE);
 	/* The first write of a copy carries its prefix: one write(2), via a copy. */
 	char first[DIRECT_STAGE + DIRECT_PREFIX_MAX];
@@ -316,6 +321,13 @@ static int direct_flush(struct direct_msg *m)
 	if (r < 0)
 		m->err = r;
 	return r;
+}
+
+/* The staged bytes to the record and to every file. */
+static int direct_flush(struct direct_msg *m)
+{
+	direct_flush_jrec(m);
+	return direct_flush_files(m);
 }
 
 static int direct_stage_byte(struct direct_msg *m, char c)
@@ -892,7 +904,7 @@ static void direct_msg_unref(struct direct_msg *m)
 		direct_msg_free(m);
 }
 
-/* Step 1 of a batch: finish the files (the last staged bytes, a CR held back). */
+/* Step 1 of a batch: complete the records (the last staged bytes, a CR held back). */
 static void direct_batch_finish(struct direct_msg *list)
 {
 	for (struct direct_msg *m = list; m; m = m->next) {
@@ -900,14 +912,24 @@ static void direct_batch_finish(struct direct_msg *list)
 			m->pending_cr = false;
 			direct_stage_byte(m, '\r');
 		}
-		direct_flush(m);
+		direct_flush_jrec(m);
 	}
 }
 
-/* Step 2, journal path: append each record, one fdatasync for all, acknowledge. */
-static void direct_batch_journal(struct direct *d, struct direct_msg *list)
+/* Step 3: the files' last bytes (while the journal write is on the device). */
+static void direct_batch_write(struct direct_msg *list)
 {
-	bool any = false;
+	for (struct direct_msg *m = list; m; m = m->next)
+		direct_flush_files(m);
+}
+
+/* Step 2, journal path: append each record and start writing them (one write and
+ * one flush for the batch; with asynchronous I/O the device works while step 3
+ * runs). Returns whether any record was appended, or a negative errno from the
+ * start (then every appended message fails in step 4). */
+static int direct_batch_journal_start(struct direct *d, struct direct_msg *list)
+{
+	int any = 0;
 	for (struct direct_msg *m = list; m && d->j; m = m->next) {
 		if (m->err || !m->jon)
 			continue;
@@ -919,14 +941,26 @@ static void direct_batch_journal(struct direct *d, struct direct_msg *list)
 			m->err = (int)seq;
 		} else {
 			m->jseq = (uint64_t)seq;
-			any = true;
+			any = 1;
 		}
 	}
 	if (!any)
-		return;
+		return 0;
 	int r = direct_fault(d, DIRECT_FAULT_JOURNAL);
 	if (r == 0)
-		r = journal_sync(d->j);
+		r = journal_submit(d->j);
+	return r < 0 ? r : 1;
+}
+
+/* Step 4, journal path: wait until the records are durable, acknowledge (a message
+ * whose files failed in step 3 is not: its record is retired unused). */
+static void direct_batch_journal_end(struct direct *d, struct direct_msg *list, int started)
+{
+	if (started == 0)
+		return;
+	int r = journal_sync(d->j); /* also after a failed start: nothing left in flight */
+	if (started < 0)
+		r = started;
 	struct direct_msg *h = NULL, *t = NULL;
 	unsigned long n = 0;
 	bool early = false;
@@ -1104,6 +1138,10 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
 			if (m->jseq + 1 > d->placed_below)
 				d->placed_below = m->jseq + 1;
 		} else if (m->err) {
+			/* a record written for it (its files or the sync failed) is not
+			 * needed: replayed after a crash it is at worst a duplicate */
+			if (m->jseq + 1 > d->placed_below)
+				d->placed_below = m->jseq + 1;
 			direct_msg_unlink(m);
 			log_warn("qid=%s event=commit-failed direct=yes error=\"%s\"", m->qid,
 			         strerror(-m->err));
@@ -1158,7 +1196,9 @@ static void *direct_committer_main(void *arg)
 			continue;
 		}
 		direct_batch_finish(list);
-		direct_batch_journal(d, list);
+		int started = direct_batch_journal_start(d, list);
+		direct_batch_write(list);
+		direct_batch_journal_end(d, list, started);
 		direct_batch_sync(d, list);
 		if (!d->pipelined) {
 			direct_batch_publish(d, list);
@@ -1307,6 +1347,7 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 			          strerror(-r));
 			goto fail;
 		}
+		log_info("event=journal-open file=\"%s\" io=%s", jpath, journal_io_mode(d->j));
 		if ((r = direct_fd_dev(journal_fd(d->j), &d->jdev)) < 0)
 			goto fail;
 		/* replayed copies were fsynced one by one: retire them, and write the mark

@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/aio_abi.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,9 +60,28 @@ struct journal {
 	struct journal_live *q; /* live records, oldest first, as a ring */
 	size_t qcap, qfront, qlen;
 	uint64_t live_bytes;
+	/* O_DIRECT (append thread only): records are built in stage, aligned, and
+	 * written by journal_sync (or when the next record does not follow them) */
+	bool dio;
+	char *stage; /* JOURNAL_PAGE-aligned */
+	size_t stage_cap, stage_len;
+	uint64_t stage_off; /* file offset of stage[0] */
+	int stage_err;      /* a failed stage write, for the next journal_sync */
+	aio_context_t aio;  /* 0: none (journal_submit leaves the work to journal_sync) */
+	bool inflight;      /* the stage is being written by the kernel */
+	bool aio_off;       /* the device refused it: synchronous from now on */
+	bool unflushed;     /* written (O_DIRECT) without a flush since */
+	struct iocb cb;
+	char *zeros; /* JOURNAL_ZEROS bytes, aligned, for growing the file */
 };
 
+#define JOURNAL_PAGE 4096
+#define JOURNAL_ZEROS 65536u
+#define JOURNAL_STAGE_MAX (1u << 20) /* written out when a batch grows past it */
+
 static const char journal_zeros[JOURNAL_ALIGN];
+
+static int journal_reap(struct journal *j);
 
 static uint64_t journal_round(uint64_t n)
 {
@@ -84,12 +105,15 @@ static int journal_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
 	return 0;
 }
 
-/* Real zeros from `from` to `to`, so later records overwrite allocated blocks. */
-static int journal_zero_fill(int fd, uint64_t from, uint64_t to)
+/* Real zeros from `from` to `to`, so later records overwrite allocated blocks.
+ * zeros: JOURNAL_ZEROS bytes (aligned when fd is O_DIRECT), or NULL for our own. */
+static int journal_zero_fill(int fd, uint64_t from, uint64_t to, const char *zeros)
 {
-	static const char zeros[65536];
+	static const char our_zeros[JOURNAL_ZEROS];
+	if (zeros == NULL)
+		zeros = our_zeros;
 	while (from < to) {
-		size_t n = to - from > sizeof zeros ? sizeof zeros : (size_t)(to - from);
+		size_t n = to - from > JOURNAL_ZEROS ? JOURNAL_ZEROS : (size_t)(to - from);
 		int r = journal_pwrite_all(fd, zeros, n, from);
 		if (r < 0)
 			return r;
@@ -159,7 +183,7 @@ static int journal_create(const char *path)
 		rmdir(scratch);
 		return r;
 	}
-	r = journal_zero_fill(fd, 0, JOURNAL_HEADER + JOURNAL_CHUNK);
+	r = journal_zero_fill(fd, 0, JOURNAL_HEADER + JOURNAL_CHUNK, NULL);
 	if (r == 0)
 		r = journal_pwrite_all(fd, &h, sizeof h, 0);
 	if (r == 0 && fsync(fd) < 0)
@@ -318,6 +342,32 @@ static int journal_check_header(int fd, uint64_t size, uint64_t *id)
 	return 0;
 }
 
+/* Writes bypass the page cache (O_DIRECT) unless TERN_JOURNAL_DIRECT=0: a batch is
+ * one device write from our own buffer, with no page-cache copy and no writeback
+ * for fdatasync to start and wait for (measured in bench/RESULTS.md). Where the
+ * filesystem refuses O_DIRECT, or (at the first write) the device needs more than
+ * 512-byte alignment, the journal stays buffered. */
+static void journal_direct_io(struct journal *j)
+{
+	const char *e = getenv("TERN_JOURNAL_DIRECT");
+	if (e != NULL && strcmp(e, "0") == 0)
+		return;
+	if (posix_memalign((void **)&j->zeros, JOURNAL_PAGE, JOURNAL_ZEROS) != 0) {
+		j->zeros = NULL;
+		return;
+	}
+	memset(j->zeros, 0, JOURNAL_ZEROS);
+	int fl = fcntl(j->fd, F_GETFL);
+	if (fl < 0 || fcntl(j->fd, F_SETFL, fl | O_DIRECT) < 0)
+		return; /* zeros stay: aligned zeros serve buffered writes as well */
+	/* recovery read the file through the page cache: drop those pages */
+	(void)posix_fadvise(j->fd, 0, 0, POSIX_FADV_DONTNEED);
+	j->dio = true;
+	e = getenv("TERN_JOURNAL_AIO");
+	if ((e == NULL || strcmp(e, "0") != 0) && syscall(SYS_io_setup, 1L, &j->aio) < 0)
+		j->aio = 0; /* none: journal_sync writes and flushes itself */
+}
+
 int journal_open(struct journal **out, const char *path, uint64_t max_bytes,
                  journal_replay_fn fn, void *arg)
 {
@@ -365,6 +415,7 @@ int journal_open(struct journal **out, const char *path, uint64_t max_bytes,
 		j->max = j->size;
 	if ((r = journal_recover(j, path, fn, arg)) < 0)
 		goto fail;
+	journal_direct_io(j);
 	*out = j;
 	return 0;
 fail:
@@ -376,9 +427,15 @@ void journal_close(struct journal *j)
 {
 	if (j == NULL)
 		return;
+	if (j->inflight)
+		(void)journal_reap(j);
+	if (j->aio != 0)
+		syscall(SYS_io_destroy, j->aio);
 	if (j->fd >= 0)
 		close(j->fd);
 	pthread_mutex_destroy(&j->mu);
+	free(j->stage);
+	free(j->zeros);
 	free(j->q);
 	free(j);
 }
@@ -398,7 +455,7 @@ static int journal_grow(struct journal *j, uint64_t need_end)
 		nsize = j->max;
 	if (nsize < need_end)
 		return -ENOSPC;
-	int r = journal_zero_fill(j->fd, j->size, nsize);
+	int r = journal_zero_fill(j->fd, j->size, nsize, j->zeros);
 	if (r == 0 && fdatasync(j->fd) < 0)
 		r = -errno;
 	if (r < 0)
@@ -409,11 +466,102 @@ static int journal_grow(struct journal *j, uint64_t need_end)
 	return 0;
 }
 
+/* Buffered: the record goes to the page cache now. */
+static int journal_write(struct journal *j, const struct journal_rechdr *h, const void *p,
+                         size_t n, uint64_t off, uint64_t total)
+{
+	size_t padn = (size_t)(total - sizeof *h - n);
+	struct iovec iov[3] = {
+		{(void *)h, sizeof *h},
+		{(void *)p, n},
+		{(void *)journal_zeros, padn},
+	};
+	uint64_t at = off;
+	int iovcnt = padn ? 3 : 2, k = 0;
+	while (k < iovcnt) {
+		ssize_t w = pwritev(j->fd, iov + k, iovcnt - k, (off_t)at);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		at += (uint64_t)w;
+		while (k < iovcnt && (size_t)w >= iov[k].iov_len) {
+			w -= (ssize_t)iov[k].iov_len;
+			k++;
+		}
+		if (k < iovcnt) {
+			iov[k].iov_base = (char *)iov[k].iov_base + w;
+			iov[k].iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+/* O_DIRECT: write what is staged (one device write for the batch). */
+static int journal_stage_flush(struct journal *j)
+{
+	if (j->stage_len == 0)
+		return 0;
+	int r = journal_pwrite_all(j->fd, j->stage, j->stage_len, j->stage_off);
+	if (r == -EINVAL && fcntl(j->fd, F_SETFL, fcntl(j->fd, F_GETFL) & ~O_DIRECT) == 0) {
+		/* the device wants more alignment than 512 bytes: buffered from now on */
+		log_warn("event=journal-direct-io-unsupported action=buffered");
+		j->dio = false;
+		r = journal_pwrite_all(j->fd, j->stage, j->stage_len, j->stage_off);
+	}
+	j->stage_len = 0;
+	if (r == 0)
+		j->unflushed = true;
+	else if (j->stage_err == 0)
+		j->stage_err = r; /* records appended before this one were in it */
+	return r;
+}
+
+/* O_DIRECT: add the record to the stage, after what is there when it follows it. */
+static int journal_stage(struct journal *j, const struct journal_rechdr *h, const void *p,
+                         size_t n, uint64_t off, uint64_t total)
+{
+	if (j->stage_len > 0 && (off != j->stage_off + j->stage_len ||
+	                         j->stage_len + total > JOURNAL_STAGE_MAX)) {
+		int r = journal_stage_flush(j);
+		if (r < 0)
+			return r;
+	}
+	if (j->stage_len + total > j->stage_cap) {
+		size_t ncap = j->stage_cap ? j->stage_cap : JOURNAL_STAGE_MAX;
+		while (ncap < j->stage_len + total)
+			ncap *= 2;
+		char *ns;
+		if (posix_memalign((void **)&ns, JOURNAL_PAGE, ncap) != 0)
+			return -ENOMEM;
+		if (j->stage_len > 0)
+			memcpy(ns, j->stage, j->stage_len);
+		free(j->stage);
+		j->stage = ns;
+		j->stage_cap = ncap;
+	}
+	if (j->stage_len == 0)
+		j->stage_off = off;
+	char *at = j->stage + j->stage_len;
+	memcpy(at, h, sizeof *h);
+	if (n > 0)
+		memcpy(at + sizeof *h, p, n);
+	memset(at + sizeof *h + n, 0, (size_t)(total - sizeof *h - n));
+	j->stage_len += (size_t)total;
+	return 0;
+}
+
 int64_t journal_append(struct journal *j, const void *p, size_t n)
 {
 	uint64_t total = journal_round(sizeof(struct journal_rechdr) + n);
 	if (n > UINT32_MAX || total > j->max - JOURNAL_HEADER)
 		return -EMSGSIZE;
+	if (j->inflight) { /* the stage is the kernel's until then */
+		int r = journal_reap(j);
+		if (r < 0 && j->stage_err == 0)
+			j->stage_err = r;
+	}
 	pthread_mutex_lock(&j->mu);
 	journal_live_prune(j);
 	bool empty = j->qlen == 0;
@@ -457,33 +605,12 @@ int64_t journal_append(struct journal *j, const void *p, size_t n)
 		.len = (uint32_t)n,
 	};
 	h.crc = crc32c(crc32c(0, &h, sizeof h), p, n);
-	size_t padn = (size_t)(total - sizeof h - n);
-	struct iovec iov[3] = {
-		{&h, sizeof h},
-		{(void *)p, n},
-		{(void *)journal_zeros, padn},
-	};
-	uint64_t at = off;
-	int iovcnt = padn ? 3 : 2, k = 0;
-	while (k < iovcnt) {
-		ssize_t w = pwritev(j->fd, iov + k, iovcnt - k, (off_t)at);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		at += (uint64_t)w;
-		while (k < iovcnt && (size_t)w >= iov[k].iov_len) {
-			w -= (ssize_t)iov[k].iov_len;
-			k++;
-		}
-		if (k < iovcnt) {
-			iov[k].iov_base = (char *)iov[k].iov_base + w;
-			iov[k].iov_len -= (size_t)w;
-		}
-	}
+	int r = j->dio ? journal_stage(j, &h, p, n, off, total)
+	               : journal_write(j, &h, p, n, off, total);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&j->mu);
-	int r = journal_live_push(j, h.seq, off, off + total);
+	r = journal_live_push(j, h.seq, off, off + total);
 	pthread_mutex_unlock(&j->mu);
 	if (r < 0)
 		return r;
@@ -492,9 +619,76 @@ int64_t journal_append(struct journal *j, const void *p, size_t n)
 	return (int64_t)h.seq;
 }
 
+int journal_submit(struct journal *j)
+{
+	if (j->aio == 0 || j->aio_off || !j->dio || j->inflight || j->stage_len == 0 ||
+	    j->stage_err)
+		return 0;
+	memset(&j->cb, 0, sizeof j->cb);
+	j->cb.aio_fildes = (uint32_t)j->fd;
+	j->cb.aio_lio_opcode = IOCB_CMD_PWRITE;
+	j->cb.aio_buf = (uint64_t)(uintptr_t)j->stage;
+	j->cb.aio_nbytes = j->stage_len;
+	j->cb.aio_offset = (int64_t)j->stage_off;
+	j->cb.aio_rw_flags = RWF_DSYNC; /* done = on the device, its cache flushed */
+	struct iocb *cbs[1] = {&j->cb};
+	long n;
+	do
+		n = syscall(SYS_io_submit, j->aio, 1L, cbs);
+	while (n < 0 && errno == EINTR);
+	if (n == 1) {
+		j->inflight = true;
+		return 0;
+	}
+	/* not taken (EAGAIN, or RWF_DSYNC unknown): journal_sync writes it itself */
+	return 0;
+}
+
+/* Wait for the submitted write; the stage is free again. 0: it is durable, or it
+ * was refused for its alignment (then the stage is kept for journal_stage_flush,
+ * which goes buffered); else -errno. */
+static int journal_reap(struct journal *j)
+{
+	struct io_event ev;
+	long n;
+	do
+		n = syscall(SYS_io_getevents, j->aio, 1L, 1L, &ev, NULL);
+	while (n < 0 && errno == EINTR);
+	j->inflight = false;
+	int64_t res = n == 1 ? (int64_t)ev.res : n < 0 ? -errno : -EIO;
+	if (res == -EINVAL) {
+		j->aio_off = true;
+		return 0;
+	}
+	size_t len = j->stage_len;
+	j->stage_len = 0;
+	if (res < 0)
+		return (int)res;
+	if ((uint64_t)res == len)
+		return 0;
+	/* short: the rest the synchronous way */
+	int r = journal_pwrite_all(j->fd, j->stage + res, len - (size_t)res,
+	                           j->stage_off + (uint64_t)res);
+	if (r == 0 && fdatasync(j->fd) < 0)
+		r = -errno;
+	return r;
+}
+
 int journal_sync(struct journal *j)
 {
-	return fdatasync(j->fd) < 0 ? -errno : 0;
+	int r = j->inflight ? journal_reap(j) : 0;
+	if (j->stage_len > 0)
+		journal_stage_flush(j); /* sets unflushed, or stage_err */
+	if (r == 0)
+		r = j->stage_err;
+	j->stage_err = 0;
+	if (r == 0 && (!j->dio || j->unflushed)) {
+		if (fdatasync(j->fd) < 0)
+			r = -errno;
+		else
+			j->unflushed = false;
+	}
+	return r;
 }
 
 void journal_retire(struct journal *j, uint64_t below)
@@ -505,6 +699,13 @@ void journal_retire(struct journal *j, uint64_t below)
 		journal_live_prune(j);
 	}
 	pthread_mutex_unlock(&j->mu);
+}
+
+const char *journal_io_mode(const struct journal *j)
+{
+	if (!j->dio)
+		return "buffered";
+	return j->aio != 0 && !j->aio_off ? "direct-aio" : "direct";
 }
 
 uint64_t journal_max_bytes(const struct journal *j)

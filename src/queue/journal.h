@@ -9,14 +9,16 @@
  * at the head of the ring; the file is zero-filled ahead of the head, in chunks, up to
  * a maximum size, so appends are overwrites and fdatasync flushes data only.
  *
- * Lifecycle of a record: journal_append (in the page cache) -> journal_sync (durable)
+ * Lifecycle of a record: journal_append (staged in memory, or in the page cache when
+ * the file cannot take O_DIRECT) -> journal_submit + journal_sync (durable)
  * -> the caller puts the payload where it belongs and makes that durable -> it calls
  * journal_retire(seq + 1): the space may be reused. Every record written after that
  * carries the retire mark, so recovery replays only records at or above the highest
  * mark found. Replay must be idempotent: a record may be replayed although it was
  * already placed (the mark had not reached the disk yet).
  *
- * Threads: append and sync from one thread; retire and the counters from any thread.
+ * Threads: append, submit and sync from one thread; retire and the counters from
+ * any thread.
  */
 #ifndef TERN_JOURNAL_H
 #define TERN_JOURNAL_H
@@ -47,7 +49,12 @@ int journal_fd(const struct journal *j);
  * when it does not fit in the free part of the ring (the caller takes another path),
  * -EMSGSIZE when it could never fit, or another -errno. */
 int64_t journal_append(struct journal *j, const void *p, size_t n);
-/* fdatasync: every record appended so far is durable. 0 or -errno. */
+/* Start making the appended records durable (with O_DIRECT and Linux AIO: one
+ * write with RWF_DSYNC, in flight while the caller goes on; otherwise nothing, and
+ * journal_sync does it all). No append until journal_sync. 0 or -errno. */
+int journal_submit(struct journal *j);
+/* Every record appended so far is durable (waits for what journal_submit started,
+ * writes and flushes the rest). 0 or -errno: then some of them may not be. */
 int journal_sync(struct journal *j);
 /* Records with seq < below may be overwritten (below only moves forward). */
 void journal_retire(struct journal *j, uint64_t below);
@@ -55,6 +62,11 @@ void journal_retire(struct journal *j, uint64_t below);
 uint64_t journal_next_seq(struct journal *j);
 /* Bytes held by live (unretired) records, and the file's size now. */
 void journal_usage(struct journal *j, uint64_t *live, uint64_t *size);
+/* How records reach the disk: "direct-aio" (O_DIRECT, written while the caller
+ * goes on), "direct" (O_DIRECT, written by journal_sync) or "buffered" (page cache;
+ * TERN_JOURNAL_DIRECT=0, or the filesystem refused O_DIRECT). TERN_JOURNAL_AIO=0
+ * turns the asynchronous write off. */
+const char *journal_io_mode(const struct journal *j);
 /* The most the file may grow to. */
 uint64_t journal_max_bytes(const struct journal *j);
 

@@ -5,13 +5,18 @@
  * local-only messages are stored directly, docs/QUEUE.md "Direct delivery"):
  *   enospc  write(2) fails with ENOSPC
  *   short   write(2) writes at most 7 bytes (a legal short count, not an error)
- *   eio     fsync/fdatasync/syncfs fail with EIO
+ *   eio     fsync/fdatasync/syncfs fail with EIO, and so do asynchronous writes
+ *           (the journal's O_DIRECT writes with RWF_DSYNC: their completion, as
+ *           io_getevents(2) reports it through syscall(2), says EIO)
  * Remove the file and everything works again (service must resume). Anything else
  * (sockets, logs) is never touched. Test-only; not part of ternd. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <linux/aio_abi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,3 +89,29 @@ ssize_t write(int fd, const void *buf, size_t n)
 FAULTSHIM_SYNC(fsync)
 FAULTSHIM_SYNC(fdatasync)
 FAULTSHIM_SYNC(syncfs)
+
+/* ternd makes the Linux AIO calls through syscall(2) (glibc has no wrappers): a
+ * completed write on a spool file reports EIO, as a failing device would. */
+long syscall(long number, ...)
+{
+	static long (*real)(long, ...);
+	if (real == NULL)
+		real = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+	va_list ap;
+	long a[6];
+	va_start(ap, number);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	long r = real(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (number == SYS_io_getevents && r > 0) {
+		struct io_event *ev = (struct io_event *)a[3];
+		for (long i = 0; i < r; i++) {
+			const struct iocb *cb = (const struct iocb *)(uintptr_t)ev[i].obj;
+			if (cb != NULL && cb->aio_lio_opcode == IOCB_CMD_PWRITE &&
+			    faultshim_hit((int)cb->aio_fildes, "eio"))
+				ev[i].res = -EIO;
+		}
+	}
+	return r;
+}

@@ -384,6 +384,55 @@ static void jt_created_aside(void **state)
 	assert_int_equal(s->n, 1);
 }
 
+/* Each way of writing (asynchronous O_DIRECT, O_DIRECT, buffered): records appended
+ * before a submit, between a submit and the sync (the append waits for the write in
+ * flight) and after it all come back, in order, with their bytes. */
+static void jt_io_modes(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *direct, *aio, *mode;
+	} modes[] = {
+	    {NULL, NULL, "direct-aio"}, {NULL, "0", "direct"}, {"0", NULL, "buffered"}};
+	struct statfs sf;
+	assert_int_equal(statfs(jt_dir, &sf), 0);
+	for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+		unlink(jt_path);
+		if (modes[k].direct)
+			setenv("TERN_JOURNAL_DIRECT", modes[k].direct, 1);
+		if (modes[k].aio)
+			setenv("TERN_JOURNAL_AIO", modes[k].aio, 1);
+		struct journal *j;
+		assert_int_equal(journal_open(&j, jt_path, 0, NULL, NULL), 0);
+		unsetenv("TERN_JOURNAL_DIRECT");
+		unsetenv("TERN_JOURNAL_AIO");
+		if (sf.f_type == EXT4_SUPER_MAGIC) /* O_DIRECT and AIO there */
+			assert_string_equal(journal_io_mode(j), modes[k].mode);
+		char rec[3000];
+		for (int i = 1; i <= 9; i++) {
+			memset(rec, 'a' + i, sizeof rec);
+			snprintf(rec, sizeof rec, "rec %d", i);
+			assert_int_equal(journal_append(j, rec, sizeof rec - (size_t)i * 100), i);
+			if (i == 3 || i == 5)
+				assert_int_equal(journal_submit(j), 0);
+			if (i == 7)
+				assert_int_equal(journal_sync(j), 0);
+		}
+		assert_int_equal(journal_sync(j), 0);
+		assert_int_equal(journal_sync(j), 0); /* nothing new: still fine */
+		journal_close(j);
+		struct jt_seen *s = jt_reopen(0);
+		assert_int_equal(s->n, 9);
+		for (int i = 0; i < 9; i++) {
+			char want[16];
+			snprintf(want, sizeof want, "rec %d", i + 1);
+			assert_int_equal(s->seq[i], i + 1);
+			assert_string_equal(s->first[i], want);
+			assert_int_equal(s->len[i], 3000 - (size_t)(i + 1) * 100);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -397,6 +446,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(jt_bad_header, jt_setup, jt_teardown),
 	    cmocka_unit_test_setup_teardown(jt_replay_failure_stays_live, jt_setup, jt_teardown),
 	    cmocka_unit_test_setup_teardown(jt_created_aside, jt_setup, jt_teardown),
+	    cmocka_unit_test_setup_teardown(jt_io_modes, jt_setup, jt_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
