@@ -1181,6 +1181,7 @@ static void direct_batch_publish(struct direct *d, struct direct_msg *list)
  * batch's sync overlaps this batch's renames and directory fsyncs. */
 static void *direct_committer_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "direct-commit"); /* top -H, ps -L */
 	struct direct *d = arg;
 	for (;;) {
 		pthread_mutex_lock(&d->mu);
@@ -1224,6 +1225,7 @@ static void *direct_committer_main(void *arg)
  * the journal when idle too, so placed copies do not wait for the next message. */
 static void *direct_publisher_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "direct-publish"); /* top -H, ps -L */
 	struct direct *d = arg;
 	log_hold(true); /* a batch's "delivered" lines in one write */
 	for (;;) {

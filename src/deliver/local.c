@@ -401,6 +401,7 @@ struct local_worker_arg {
 
 static void *local_worker_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "local"); /* top -H, ps -L */
 	struct local_worker_arg *wa = arg;
 	struct local_delivery *ld = wa->ld;
 	unsigned self = wa->idx;

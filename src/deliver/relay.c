@@ -1358,6 +1358,7 @@ struct relay_worker_arg {
 
 static void *relay_worker_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "relay"); /* top -H, ps -L */
 	struct relay_worker_arg *wa = arg;
 	struct relay *rl = wa->rl;
 	unsigned self = wa->idx;

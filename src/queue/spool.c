@@ -661,6 +661,7 @@ static void spool_commit_batch(struct spool *sp, enum spool_sync_mode mode, stru
 
 static void *spool_committer_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "spool-commit"); /* top -H, ps -L */
 	struct spool *sp = arg;
 	struct spool_msg **v = NULL;
 	size_t vcap = 0;

@@ -48,6 +48,7 @@ static void authcheck_job_free(struct authcheck_job *j)
 
 static void *authcheck_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "authcheck"); /* top -H, ps -L */
 	struct authcheck *a = arg;
 
 	pthread_mutex_lock(&a->mu);

@@ -400,6 +400,7 @@ static void control_serve(struct control *ctl, int fd)
 
 static void *control_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "control"); /* top -H, ps -L */
 	struct control *ctl = arg;
 	while (!atomic_load(&ctl->stop)) {
 		struct pollfd p = {.fd = ctl->fd, .events = POLLIN};

@@ -103,3 +103,22 @@ def test_several_listeners_and_ipv6(ternd_factory):
     assert p4  # a port that is not ours stays closed
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", p4), timeout=1).close()
+
+
+def test_threads_are_named(ternd_factory):
+    """`top -H` / `ps -L` tell ternd's threads apart: each long-lived one has a name."""
+    t = ternd_factory()
+    task = f"/proc/{t.proc.pid}/task"
+
+    def names():
+        out = set()
+        for tid in os.listdir(task):
+            try:
+                with open(f"{task}/{tid}/comm") as f:
+                    out.add(f.read().strip())
+            except FileNotFoundError:
+                pass
+        return out
+
+    want = {"direct-commit", "direct-publish", "spool-commit", "local", "relay", "control"}
+    wait_until(lambda: want <= names(), what=f"thread names {want}")
