@@ -242,6 +242,34 @@ static void direct_t_faults(void **state)
 	unsetenv("TERN_DIRECT_JOURNAL");
 }
 
+/* Journal path: a message's record is written while its copies are (the device
+ * works meanwhile), so a copy that fails leaves a written record behind. The
+ * message gets the error, and its record is retired unused: the next start does
+ * not deliver it. */
+static void direct_t_journal_write_fault(void **state)
+{
+	(void)state;
+	setenv("TERN_FAULT", "write", 1);
+	struct direct *d;
+	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+	struct spool_envelope env = direct_t_env(2);
+	struct direct_msg *m;
+	assert_int_equal(direct_msg_begin(d, &m, &env, "QF"), 0);
+	const char *msg = "Subject: f\r\n\r\nnot me\r\n";
+	direct_msg_write(m, msg, strlen(msg));
+	struct direct_t_res res = {0};
+	direct_msg_commit(m, direct_t_done, &res);
+	direct_t_wait(d, &res, 1);
+	assert_int_equal(res.err, -EIO);
+	direct_close(d);
+	unsetenv("TERN_FAULT");
+	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+	direct_close(d);
+	assert_int_equal(direct_t_count("alice", "new", NULL, 0), 0);
+	assert_int_equal(direct_t_count("bob", "new", NULL, 0), 0);
+	assert_int_equal(direct_t_count("alice", "tmp", NULL, 0), 0);
+}
+
 static void direct_t_copy(const char *from, const char *to)
 {
 	FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
@@ -450,6 +478,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(direct_t_batch, direct_t_setup, direct_t_teardown),
 	    cmocka_unit_test_setup_teardown(direct_t_abort, direct_t_setup, direct_t_teardown),
 	    cmocka_unit_test_setup_teardown(direct_t_faults, direct_t_setup, direct_t_teardown),
+	    cmocka_unit_test_setup_teardown(direct_t_journal_write_fault, direct_t_setup,
+	                                    direct_t_teardown),
 	    cmocka_unit_test_setup_teardown(direct_t_early, direct_t_setup, direct_t_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
