@@ -638,6 +638,7 @@ int journal_submit(struct journal *j)
 	while (n < 0 && errno == EINTR);
 	if (n == 1) {
 		j->inflight = true;
+		j->unflushed = false; /* its flush covers what was written before it */
 		return 0;
 	}
 	/* not taken (EAGAIN, or RWF_DSYNC unknown): journal_sync writes it itself */
