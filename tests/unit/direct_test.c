@@ -242,6 +242,23 @@ static void direct_t_faults(void **state)
 	unsetenv("TERN_DIRECT_JOURNAL");
 }
 
+/* Open with TERN_FAULT=fault, commit one message to alice and bob, wait for it. */
+static struct direct *direct_t_one(const char *fault, const char *qid, const char *msg,
+                                   struct direct_t_res *res)
+{
+	setenv("TERN_FAULT", fault, 1);
+	struct direct *d;
+	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+	struct spool_envelope env = direct_t_env(2);
+	struct direct_msg *m;
+	assert_int_equal(direct_msg_begin(d, &m, &env, qid), 0);
+	direct_msg_write(m, msg, strlen(msg)); /* a write fault shows now or at commit */
+	memset(res, 0, sizeof *res);
+	direct_msg_commit(m, direct_t_done, res);
+	direct_t_wait(d, res, 1);
+	return d;
+}
+
 /* Journal path: a message's record is written while its copies are (the device
  * works meanwhile), so a copy that fails leaves a written record behind. The
  * message gets the error, and its record is retired unused: the next start does
@@ -249,17 +266,8 @@ static void direct_t_faults(void **state)
 static void direct_t_journal_write_fault(void **state)
 {
 	(void)state;
-	setenv("TERN_FAULT", "write", 1);
-	struct direct *d;
-	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
-	struct spool_envelope env = direct_t_env(2);
-	struct direct_msg *m;
-	assert_int_equal(direct_msg_begin(d, &m, &env, "QF"), 0);
-	const char *msg = "Subject: f\r\n\r\nnot me\r\n";
-	direct_msg_write(m, msg, strlen(msg));
-	struct direct_t_res res = {0};
-	direct_msg_commit(m, direct_t_done, &res);
-	direct_t_wait(d, &res, 1);
+	struct direct_t_res res;
+	struct direct *d = direct_t_one("write", "QF", "Subject: f\r\n\r\nnot me\r\n", &res);
 	assert_int_equal(res.err, -EIO);
 	direct_close(d);
 	unsetenv("TERN_FAULT");
@@ -314,17 +322,8 @@ static void direct_t_replay(void **state)
 	char jp[512], saved[512], p[1024], q[1024], name[512];
 	snprintf(jp, sizeof jp, "%s/spool/direct.journal", direct_t_dir);
 	snprintf(saved, sizeof saved, "%s/journal.saved", direct_t_dir);
-	setenv("TERN_FAULT", "place", 1);
-	struct direct *d;
-	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
-	struct spool_envelope env = direct_t_env(2);
-	struct direct_msg *m;
-	assert_int_equal(direct_msg_begin(d, &m, &env, "QR"), 0);
-	const char *msg = "Subject: r\r\n\r\nreplay me\r\n";
-	assert_int_equal(direct_msg_write(m, msg, strlen(msg)), 0);
-	struct direct_t_res res = {0};
-	direct_msg_commit(m, direct_t_done, &res);
-	direct_t_wait(d, &res, 1);
+	struct direct_t_res res;
+	struct direct *d = direct_t_one("place", "QR", "Subject: r\r\n\r\nreplay me\r\n", &res);
 	assert_int_equal(res.err, 0); /* durable in the journal */
 	/* listed for `tern queue` once its placing failed (on the publisher thread) */
 	struct direct_t_pend pend = {0};
