@@ -498,18 +498,29 @@ static int journal_write(struct journal *j, const struct journal_rechdr *h, cons
 	return 0;
 }
 
+/* Write stage[from, stage_len) synchronously, without a flush. */
+static int journal_stage_write(struct journal *j, size_t from)
+{
+	const char *p = j->stage + from;
+	size_t n = j->stage_len - from;
+	uint64_t off = j->stage_off + from;
+	int r = journal_pwrite_all(j->fd, p, n, off);
+	if (r == -EINVAL && j->dio &&
+	    fcntl(j->fd, F_SETFL, fcntl(j->fd, F_GETFL) & ~O_DIRECT) == 0) {
+		/* the device wants more alignment than 512 bytes: buffered from now on */
+		log_warn("event=journal-direct-io-unsupported action=buffered");
+		j->dio = false;
+		r = journal_pwrite_all(j->fd, p, n, off);
+	}
+	return r;
+}
+
 /* O_DIRECT: write what is staged (one device write for the batch). */
 static int journal_stage_flush(struct journal *j)
 {
 	if (j->stage_len == 0)
 		return 0;
-	int r = journal_pwrite_all(j->fd, j->stage, j->stage_len, j->stage_off);
-	if (r == -EINVAL && fcntl(j->fd, F_SETFL, fcntl(j->fd, F_GETFL) & ~O_DIRECT) == 0) {
-		/* the device wants more alignment than 512 bytes: buffered from now on */
-		log_warn("event=journal-direct-io-unsupported action=buffered");
-		j->dio = false;
-		r = journal_pwrite_all(j->fd, j->stage, j->stage_len, j->stage_off);
-	}
+	int r = journal_stage_write(j, 0);
 	j->stage_len = 0;
 	if (r == 0)
 		j->unflushed = true;
@@ -661,15 +672,13 @@ static int journal_reap(struct journal *j)
 		j->aio_off = true;
 		return 0;
 	}
-	size_t len = j->stage_len;
-	j->stage_len = 0;
-	if (res < 0)
-		return (int)res;
-	if ((uint64_t)res == len)
-		return 0;
+	if (res < 0 || (uint64_t)res >= j->stage_len) {
+		j->stage_len = 0;
+		return res < 0 ? (int)res : 0;
+	}
 	/* short: the rest the synchronous way */
-	int r = journal_pwrite_all(j->fd, j->stage + res, len - (size_t)res,
-	                           j->stage_off + (uint64_t)res);
+	int r = journal_stage_write(j, (size_t)res);
+	j->stage_len = 0;
 	if (r == 0 && fdatasync(j->fd) < 0)
 		r = -errno;
 	return r;
