@@ -1662,35 +1662,34 @@ fail:
 
 int direct_msg_write(struct direct_msg *m, const void *p, size_t n)
 {
-	const char *c = p;
+	const char *c = p, *end = c + n;
 	if (m->err)
 		return m->err;
-	for (size_t i = 0; i < n; i++) {
+	while (c < end) {
 		int r;
 		if (m->pending_cr) {
 			m->pending_cr = false;
-			if (c[i] != '\n' && (r = direct_stage_byte(m, '\r')) < 0)
+			if (*c != '\n' && (r = direct_stage_byte(m, '\r')) < 0)
 				return r;
 		}
-		if (c[i] == '\r') {
+		if (*c == '\r') {
 			m->pending_cr = true;
+			c++;
 			continue;
 		}
-		/* copy the run up to the next CR in one go */
-		size_t j = i;
-		while (j < n && c[j] != '\r')
-			j++;
-		while (i < j) {
+		/* copy the run up to the next CR in one go (memchr: many octets a step) */
+		const char *cr = memchr(c, '\r', (size_t)(end - c));
+		const char *j = cr != NULL ? cr : end;
+		while (c < j) {
 			if (m->slen == DIRECT_STAGE && (r = direct_flush(m)) < 0)
 				return r;
-			size_t take = j - i;
+			size_t take = (size_t)(j - c);
 			if (take > DIRECT_STAGE - m->slen)
 				take = DIRECT_STAGE - m->slen;
-			memcpy(m->stage + m->slen, c + i, take);
+			memcpy(m->stage + m->slen, c, take);
 			m->slen += take;
-			i += take;
+			c += take;
 		}
-		i--; /* the for loop's i++ lands on the CR (or n) */
 	}
 	return 0;
 }

@@ -5,7 +5,8 @@
  * octets at most, longer lines are discarded with constant memory), run commands
  * from a table {verb, allowed states, check, run}, decode DATA content with a
  * byte-level state machine (dot-unstuffing, bare CR/LF detection, 1000-octet text
- * lines, size limit) and BDAT chunks, and produce replies through smtp_reply_format.
+ * lines, size limit) that takes runs of ordinary lines at once, and BDAT chunks,
+ * and produce replies through smtp_reply_format.
  * Does not: read or write sockets or files, log, look at clocks, decide policy (the
  * ops callbacks do), or keep any message content beyond a 16 KiB staging buffer.
  * Stops consuming command input while 64 KiB of replies are unsent (the glue then
@@ -48,9 +49,13 @@
 #include "util/base64.h"
 #include "util/buf.h"
 #include "util/limits.h"
+#include "util/scan.h"
 
-/* Staging buffer for decoded content: data_write gets pieces of up to this size. */
+/* Staging buffer for decoded content, gathering small pieces (a line after a
+ * stuffed dot, say) for data_write. */
 #define SMTP_SERVER_DBUF 16384
+/* A decoded run at least this long goes to data_write without being staged. */
+#define SMTP_SERVER_RUN_MIN 2048
 /* Pending output a client may make us hold without reading it. */
 #define SMTP_SERVER_OUT_MAX (1024 * 1024)
 /* Unsent replies above which command input is not consumed (backpressure: a client
@@ -338,8 +343,10 @@ static void smtp_server_emit(struct smtp_server *s, const char *p, size_t k)
 	}
 	if (s->dflags)
 		return;
-	if (s->dlen == 0 && k >= SMTP_SERVER_DBUF) {
-		if (s->ops->data_write)
+	if (k >= SMTP_SERVER_RUN_MIN) {
+		/* a run of whole lines: passed on as it is, after what is staged */
+		smtp_server_flush(s);
+		if (s->dflags == 0 && s->ops->data_write)
 			smtp_server_write_result(s, s->ops->data_write(s->ctx, p, k));
 		return;
 	}
@@ -431,6 +438,42 @@ static void smtp_server_data_bare_cr(struct smtp_server *s)
 	smtp_server_emit(s, "\r", 1);
 }
 
+/* The common case in one go: complete lines (text, CRLF) that do not start with a
+ * dot, and text up to a line end, taken as one run and emitted at once. Stops
+ * before what the byte-wise decoder below must see: a dot at the start of a line,
+ * a CR or LF that is not a CRLF within p (a CR as the last octet too). Only in
+ * state BOL or TEXT. Each line's octets are checked against TERN_TEXT_LINE_MAX as
+ * the byte-wise decoder does (text, then CR, then LF). Returns the octets taken. */
+static size_t smtp_server_data_lines(struct smtp_server *s, const char *p, size_t n)
+{
+	size_t i = 0, line = s->line_octets;
+	enum smtp_server_dstate st = s->dstate;
+
+	while (i < n && !(st == SMTP_DS_BOL && p[i] == '.')) {
+		size_t k = i + scan_cr_lf(p + i, n - i);
+
+		line += k - i;
+		if (k > i)
+			st = SMTP_DS_TEXT;
+		if (k + 1 >= n || p[k] != '\r' || p[k + 1] != '\n') {
+			i = k;
+			break;
+		}
+		if (line + 2 > TERN_TEXT_LINE_MAX)
+			s->dflags |= SMTP_DF_LONG_LINE;
+		line = 0;
+		st = SMTP_DS_BOL;
+		i = k + 2;
+	}
+	if (line > TERN_TEXT_LINE_MAX)
+		s->dflags |= SMTP_DF_LONG_LINE;
+	s->line_octets = line;
+	s->dstate = st;
+	if (i > 0)
+		smtp_server_emit(s, p, i);
+	return i;
+}
+
 static size_t smtp_server_data_feed(struct smtp_server *s, const char *p, size_t n)
 {
 	size_t i = 0;
@@ -438,15 +481,11 @@ static size_t smtp_server_data_feed(struct smtp_server *s, const char *p, size_t
 	while (i < n) {
 		char c;
 
-		if (s->dstate == SMTP_DS_TEXT) {
-			size_t j = i;
+		if (s->dstate == SMTP_DS_TEXT || s->dstate == SMTP_DS_BOL) {
+			size_t k = smtp_server_data_lines(s, p + i, n - i);
 
-			while (j < n && p[j] != '\r' && p[j] != '\n')
-				j++;
-			if (j > i) {
-				smtp_server_data_octets(s, j - i);
-				smtp_server_emit(s, p + i, j - i);
-				i = j;
+			if (k > 0) {
+				i += k;
 				continue;
 			}
 		}
@@ -532,12 +571,25 @@ static void smtp_server_bdat_chunk_end(struct smtp_server *s)
  * never carry one (it could end the data early at a lenient next hop). */
 static void smtp_server_bdat_scan(struct smtp_server *s, const char *p, size_t k)
 {
-	for (size_t i = 0; i < k; i++) {
-		if (s->bdat_cr && p[i] != '\n')
+	size_t i = 0;
+
+	while (i < k) {
+		if (s->bdat_cr) { /* the octet before was a CR */
+			s->bdat_cr = false;
+			if (p[i] == '\n') {
+				i++;
+				continue;
+			}
 			s->dflags |= SMTP_DF_BARE_CR;
-		else if (!s->bdat_cr && p[i] == '\n')
+		}
+		size_t j = i + scan_cr_lf(p + i, k - i);
+		if (j == k)
+			break;
+		if (p[j] == '\n')
 			s->dflags |= SMTP_DF_BARE_LF;
-		s->bdat_cr = p[i] == '\r';
+		else
+			s->bdat_cr = true;
+		i = j + 1;
 	}
 }
 

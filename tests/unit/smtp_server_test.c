@@ -592,6 +592,134 @@ static void test_data_decoder(void **st)
 	}
 }
 
+/* ---- the decoder, however the input is split ------------------------------
+ * smtp_server_data_lines takes runs of ordinary lines at once and leaves everything
+ * else to the octet-at-a-time decoder: whatever the split, the stored bytes, the
+ * replies and the octets consumed must be the same. */
+
+static uint32_t t_rnd;
+
+static uint32_t t_rand(void)
+{
+	t_rnd ^= t_rnd << 13;
+	t_rnd ^= t_rnd >> 17;
+	t_rnd ^= t_rnd << 5;
+	return t_rnd;
+}
+
+/* Random content made of what the decoder must tell apart: text (sometimes lines
+ * over 1000 octets), CRLF, dots at line starts, lone CRs and LFs, "\n.\n", and now
+ * and then the end of the data in the middle (the rest is then commands). */
+static size_t t_random_content(char *p, size_t max)
+{
+	static const char *const toks[] = {"\r\n", "\r\n", "\r\n", "\r\n.", "\r\n..", ".",
+	                                   "\r", "\n", "\n.\n", "\r.\r", "\r\n.\r\n", "\r\r\n"};
+	size_t n = 0;
+	while (n + 1100 < max && t_rand() % 64 != 0) {
+		uint32_t r = t_rand() % 100;
+		if (r < 55) {
+			size_t len = t_rand() % 8 == 0 ? t_rand() % 1100 : t_rand() % 80;
+			for (size_t i = 0; i < len; i++)
+				p[n++] = (char)('a' + t_rand() % 26);
+		} else {
+			size_t k = t_rand() % (sizeof toks / sizeof toks[0]);
+			if (k == sizeof toks / sizeof toks[0] - 2 && t_rand() % 8 != 0)
+				k = 0; /* the end in the middle: rarely */
+			memcpy(p + n, toks[k], strlen(toks[k]));
+			n += strlen(toks[k]);
+		}
+	}
+	memcpy(p + n, "\r\n.\r\nNOOP\r\n", 11);
+	return n + 11;
+}
+
+/* Feed in (after DATA) whole (how 0), an octet at a time (1), or in random pieces
+ * of up to 7 (2) or 3000 (3) octets; returns the octets consumed. */
+static size_t t_decode(const char *in, size_t n, bool lenient, int how, char *reply,
+                       size_t rsz, struct buf *data)
+{
+	struct smtp_server_opts o = t_opts();
+	o.lenient_lf = lenient;
+	t_start(&o);
+	t_envelope();
+	T_EQ("DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n");
+	size_t i = 0;
+	while (i < n) {
+		size_t k = how == 0 ? n - i : how == 1 ? 1 : 1 + t_rand() % (how == 2 ? 7 : 3000);
+		if (k > n - i)
+			k = n - i;
+		size_t used = t_feedn(in + i, k);
+		i += used;
+		if (used < k)
+			break;
+	}
+	snprintf(reply, rsz, "%s", t_out());
+	buf_free(data);
+	buf_init(data, 0);
+	assert_int_equal(buf_append(data, F.data.ptr ? F.data.ptr : "", F.data.len), 0);
+	F.open = false;
+	t_end();
+	return i;
+}
+
+static void test_data_decoder_splits(void **st)
+{
+	static char in[16384];
+	static char r0[8192], r1[8192];
+	struct buf d0, d1;
+	buf_init(&d0, 0);
+	buf_init(&d1, 0);
+	for (uint32_t seed = 1; seed <= 400; seed++) {
+		t_rnd = seed * 2654435761u;
+		size_t n = t_random_content(in, sizeof in);
+		for (int lenient = 0; lenient < 2; lenient++) {
+			size_t u0 = t_decode(in, n, lenient, 0, r0, sizeof r0, &d0);
+			for (int how = 1; how < 4; how++) {
+				size_t u1 = t_decode(in, n, lenient, how, r1, sizeof r1, &d1);
+				if (u0 != u1 || strcmp(r0, r1) != 0 || d0.len != d1.len ||
+				    (d0.len > 0 && memcmp(d0.ptr, d1.ptr, d0.len) != 0))
+					fail_msg("seed %u lenient %d split %d: consumed %zu/%zu, replies "
+					         "'%s' / '%s', stored %zu/%zu octets",
+					         seed, lenient, how, u0, u1, r0, r1, d0.len, d1.len);
+			}
+		}
+	}
+	buf_free(&d0);
+	buf_free(&d1);
+}
+
+/* Well-formed content against an independent model: lines (some starting with a
+ * dot, some empty) stuffed and sent with CRLF come back as they were. */
+static void test_data_decoder_model(void **st)
+{
+	static char in[16384], want[16384];
+	static char reply[8192];
+	struct buf got;
+	buf_init(&got, 0);
+	for (uint32_t seed = 1; seed <= 300; seed++) {
+		t_rnd = seed * 40503u + 7;
+		size_t n = 0, w = 0, lines = t_rand() % 120;
+		for (size_t l = 0; l < lines; l++) {
+			size_t len = t_rand() % 4 == 0 ? 0 : t_rand() % 70, at = w;
+			for (size_t i = 0; i < len; i++)
+				want[w++] = t_rand() % 6 == 0 ? '.' : (char)('A' + t_rand() % 26);
+			if (len > 0 && want[at] == '.')
+				in[n++] = '.'; /* stuffed (RFC 5321 4.5.2) */
+			memcpy(in + n, want + at, len), n += len;
+			memcpy(in + n, "\r\n", 2), n += 2;
+			memcpy(want + w, "\r\n", 2), w += 2;
+		}
+		memcpy(in + n, ".\r\n", 3), n += 3;
+		for (int how = 0; how < 4; how++) {
+			assert_int_equal(t_decode(in, n, false, how, reply, sizeof reply, &got), n);
+			assert_string_equal(reply, "250 2.0.0 Ok: queued as Q1\r\n");
+			assert_int_equal(got.len, w);
+			assert_memory_equal(got.ptr, want, w);
+		}
+	}
+	buf_free(&got);
+}
+
 static void test_data_batching(void **st)
 {
 	size_t n = 100000, i;
@@ -1453,6 +1581,8 @@ int main(void)
 		cmocka_unit_test(test_data_sequence),
 		cmocka_unit_test(test_data_basic),
 		cmocka_unit_test(test_data_decoder),
+		cmocka_unit_test(test_data_decoder_splits),
+		cmocka_unit_test(test_data_decoder_model),
 		cmocka_unit_test(test_data_batching),
 		cmocka_unit_test(test_data_too_big),
 		cmocka_unit_test(test_data_long_line),
