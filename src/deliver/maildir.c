@@ -151,23 +151,48 @@ static int maildir_out_byte(struct maildir_out *o, char c)
 	return 0;
 }
 
-/* Copy bytes, turning CRLF into LF (a lone CR is kept). */
-static int maildir_out_conv(struct maildir_out *o, const char *p, size_t n)
+static int maildir_out_mem(struct maildir_out *o, const char *p, size_t n)
 {
-	int r;
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
-		if (o->pending_cr) {
-			o->pending_cr = false;
-			if (c != '\n' && (r = maildir_out_byte(o, '\r')) < 0)
+	while (n > 0) {
+		if (o->len == sizeof o->buf) {
+			int r = maildir_out_flush(o);
+			if (r < 0)
 				return r;
 		}
-		if (c == '\r') {
+		size_t take = sizeof o->buf - o->len;
+		if (take > n)
+			take = n;
+		memcpy(o->buf + o->len, p, take);
+		o->len += take;
+		o->total += take;
+		p += take;
+		n -= take;
+	}
+	return 0;
+}
+
+/* Copy bytes, turning CRLF into LF (a lone CR is kept); the runs between CRs are
+ * copied whole. */
+static int maildir_out_conv(struct maildir_out *o, const char *p, size_t n)
+{
+	const char *end = p + n;
+	int r;
+	while (p < end) {
+		if (o->pending_cr) {
+			o->pending_cr = false;
+			if (*p != '\n' && (r = maildir_out_byte(o, '\r')) < 0)
+				return r;
+		}
+		if (*p == '\r') {
 			o->pending_cr = true;
+			p++;
 			continue;
 		}
-		if ((r = maildir_out_byte(o, c)) < 0)
+		const char *cr = memchr(p, '\r', (size_t)(end - p));
+		const char *j = cr != NULL ? cr : end;
+		if ((r = maildir_out_mem(o, p, (size_t)(j - p))) < 0)
 			return r;
+		p = j;
 	}
 	return 0;
 }

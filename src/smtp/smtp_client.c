@@ -642,15 +642,18 @@ void smtp_client_stuff_init(struct smtp_client_stuffer *st)
 
 int smtp_client_stuff(struct smtp_client_stuffer *st, const char *p, size_t n, struct buf *out)
 {
-	size_t start = 0;
+	size_t start = 0, i = 0;
 	int r = 0;
-	for (size_t i = 0; i < n && r == 0; i++) {
+	while (i < n && r == 0) {
 		if (st->bol && p[i] == '.') {
 			r = buf_append(out, p + start, i - start);
 			r = r ? r : buf_append(out, ".", 1);
 			start = i;
 		}
-		st->bol = p[i] == '\n';
+		/* on to the next line (memchr: many octets a step) */
+		const char *nl = memchr(p + i, '\n', n - i);
+		st->bol = nl != NULL;
+		i = nl != NULL ? (size_t)(nl - p) + 1 : n;
 	}
 	if (r == 0)
 		r = buf_append(out, p + start, n - start);

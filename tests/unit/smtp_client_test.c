@@ -297,17 +297,23 @@ static void t_hostile(void **state)
 
 static void t_stuff(void **state)
 {
-	struct smtp_client_stuffer st;
-	struct buf b;
-	buf_init(&b, 0);
-	smtp_client_stuff_init(&st);
+	/* fed in pieces of 1 to 14 octets (14: whole) */
 	const char *msg = ".a\r\nb\r\n..c\r\nd.";
-	for (const char *p = msg; *p; p++)
-		assert_int_equal(smtp_client_stuff(&st, p, 1, &b), 0);
-	assert_int_equal(smtp_client_stuff_end(&st, &b), 0);
-	assert_int_equal(b.len, strlen("..a\r\nb\r\n...c\r\nd.\r\n.\r\n"));
-	assert_memory_equal(b.ptr, "..a\r\nb\r\n...c\r\nd.\r\n.\r\n", b.len);
-	buf_free(&b);
+	const char *want = "..a\r\nb\r\n...c\r\nd.\r\n.\r\n";
+	for (size_t piece = 1; piece <= strlen(msg); piece++) {
+		struct smtp_client_stuffer st;
+		struct buf b;
+		buf_init(&b, 0);
+		smtp_client_stuff_init(&st);
+		for (size_t i = 0; i < strlen(msg); i += piece) {
+			size_t k = strlen(msg) - i < piece ? strlen(msg) - i : piece;
+			assert_int_equal(smtp_client_stuff(&st, msg + i, k, &b), 0);
+		}
+		assert_int_equal(smtp_client_stuff_end(&st, &b), 0);
+		assert_int_equal(b.len, strlen(want));
+		assert_memory_equal(b.ptr, want, b.len);
+		buf_free(&b);
+	}
 }
 
 int main(void)
