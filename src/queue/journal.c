@@ -652,7 +652,14 @@ int journal_submit(struct journal *j)
 		j->unflushed = false; /* its flush covers what was written before it */
 		return 0;
 	}
-	/* not taken (EAGAIN, or RWF_DSYNC unknown): journal_sync writes it itself */
+	/* not taken: journal_sync writes it itself. Refused for good (a kernel whose
+	 * AIO does not know RWF_DSYNC, a filesystem without it): said once, and the
+	 * synchronous O_DIRECT write from now on rather than a refusal per batch. */
+	if (n < 0 && errno != EAGAIN) {
+		log_warn("event=journal-aio-unsupported error=\"%s\" action=direct",
+		         strerror(errno));
+		j->aio_off = true;
+	}
 	return 0;
 }
 

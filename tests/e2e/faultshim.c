@@ -8,6 +8,9 @@
  *   eio     fsync/fdatasync/syncfs fail with EIO, and so do asynchronous writes
  *           (the journal's O_DIRECT writes with RWF_DSYNC: their completion, as
  *           io_getevents(2) reports it through syscall(2), says EIO)
+ *   nosubmit io_submit(2) refuses every request with EINVAL, as a kernel whose AIO
+ *           does not know RWF_DSYNC would (whatever the file: ternd submits only
+ *           journal writes)
  * Remove the file and everything works again (service must resume). Anything else
  * (sockets, logs) is never touched. Test-only; not part of ternd. */
 #define _GNU_SOURCE
@@ -103,6 +106,13 @@ long syscall(long number, ...)
 	for (int i = 0; i < 6; i++)
 		a[i] = va_arg(ap, long);
 	va_end(ap);
+	if (number == SYS_io_submit) {
+		char m[32];
+		if (faultshim_mode(m, sizeof m) == 0 && strcmp(m, "nosubmit") == 0) {
+			errno = EINVAL;
+			return -1;
+		}
+	}
 	long r = real(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 	if (number == SYS_io_getevents && r > 0) {
 		struct io_event *ev = (struct io_event *)a[3];

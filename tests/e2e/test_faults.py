@@ -8,6 +8,7 @@ Longer versions: TERN_STRESS_KILLS=30 (make stress) for the kill -9 loop;
 tests/stress/power_loss.sh (make stress) for the power-loss image test."""
 
 import os
+import re
 import random
 import shutil
 import smtplib
@@ -149,6 +150,23 @@ def test_shim_fsync_eio_451(ternd_factory, shim):
     shim(None)
     assert send(srv, "after-eio").code == 250
     srv.wait_mail("alice@example.com", 1)
+
+
+def test_shim_aio_refused_falls_back_once(ternd_factory, shim):
+    """io_submit refused (a kernel whose AIO lacks RWF_DSYNC): ternd says so once,
+    writes the journal synchronously from then on, and mail still arrives whole."""
+    shim("nosubmit")
+    srv = ternd_factory()
+    m = re.search(r"event=journal-open file=\S+ io=(\S+)", srv.log())
+    assert m, srv.log()
+    if m.group(1) != "direct-aio":
+        pytest.skip("the journal does not use AIO on this filesystem: io=" + m.group(1))
+    for i in range(3):
+        assert send(srv, "nosubmit %d" % i).code == 250
+    msgs = srv.wait_mail("alice@example.com", 3)
+    assert sorted(read_stored(m).message for m in msgs) == [
+        b"Subject: nosubmit %d\n\nbody\n" % i for i in range(3)]
+    assert srv.log().count("event=journal-aio-unsupported") == 1, srv.log()
 
 
 # ---------------------------------------------------------------------------
