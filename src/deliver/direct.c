@@ -46,6 +46,7 @@
 #include "util/buf.h"
 #include "util/dirsync.h"
 #include "util/log.h"
+#include "util/scan.h"
 
 #define DIRECT_STAGE 16384     /* converted bytes held before writing to the files */
 #define DIRECT_DEVS 8          /* filesystems remembered per batch for syncfs */
@@ -224,17 +225,17 @@ static int direct_new_name(struct direct *d, struct direct_rcpt *r)
 	return 0;
 }
 
-/* CRLF -> LF for the prefix (it is ours, so it has no lone CR). */
+static int direct_buf_sink(void *ctx, const char *p, size_t n)
+{
+	return buf_append(ctx, p, n);
+}
+
+/* CRLF -> LF for the prefix (it is ours: whole lines). */
 static int direct_lf(struct buf *out, const char *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n')
-			continue;
-		int r = buf_append(out, &p[i], 1);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	bool cr = false;
+	int r = scan_crlf_to_lf(p, n, &cr, direct_buf_sink, out);
+	return r == 0 && cr ? buf_append(out, "\r", 1) : r;
 }
 
 static int direct_write_all(int fd, const char *p, size_t n)
@@ -330,14 +331,22 @@ static int direct_flush(struct direct_msg *m)
 	return direct_flush_files(m);
 }
 
-static int direct_stage_byte(struct direct_msg *m, char c)
+/* Converted octets into the stage (written out each time it fills). */
+static int direct_stage(void *ctx, const char *p, size_t n)
 {
-	if (m->slen == DIRECT_STAGE) {
-		int r = direct_flush(m);
-		if (r < 0)
+	struct direct_msg *m = ctx;
+	while (n > 0) {
+		int r;
+		if (m->slen == DIRECT_STAGE && (r = direct_flush(m)) < 0)
 			return r;
+		size_t take = DIRECT_STAGE - m->slen;
+		if (take > n)
+			take = n;
+		memcpy(m->stage + m->slen, p, take);
+		m->slen += take;
+		p += take;
+		n -= take;
 	}
-	m->stage[m->slen++] = c;
 	return 0;
 }
 
@@ -910,7 +919,7 @@ static void direct_batch_finish(struct direct_msg *list)
 	for (struct direct_msg *m = list; m; m = m->next) {
 		if (m->err == 0 && m->pending_cr) {
 			m->pending_cr = false;
-			direct_stage_byte(m, '\r');
+			direct_stage(m, "\r", 1);
 		}
 		direct_flush_jrec(m);
 	}
@@ -1662,36 +1671,9 @@ fail:
 
 int direct_msg_write(struct direct_msg *m, const void *p, size_t n)
 {
-	const char *c = p, *end = c + n;
 	if (m->err)
 		return m->err;
-	while (c < end) {
-		int r;
-		if (m->pending_cr) {
-			m->pending_cr = false;
-			if (*c != '\n' && (r = direct_stage_byte(m, '\r')) < 0)
-				return r;
-		}
-		if (*c == '\r') {
-			m->pending_cr = true;
-			c++;
-			continue;
-		}
-		/* copy the run up to the next CR in one go (memchr: many octets a step) */
-		const char *cr = memchr(c, '\r', (size_t)(end - c));
-		const char *j = cr != NULL ? cr : end;
-		while (c < j) {
-			if (m->slen == DIRECT_STAGE && (r = direct_flush(m)) < 0)
-				return r;
-			size_t take = (size_t)(j - c);
-			if (take > DIRECT_STAGE - m->slen)
-				take = DIRECT_STAGE - m->slen;
-			memcpy(m->stage + m->slen, c, take);
-			m->slen += take;
-			c += take;
-		}
-	}
-	return 0;
+	return scan_crlf_to_lf(p, n, &m->pending_cr, direct_stage, m);
 }
 
 int direct_msg_reply_early(struct direct_msg *m, int fd, const char *text, size_t len)

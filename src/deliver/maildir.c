@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "util/dirsync.h"
+#include "util/scan.h"
 
 #define MAILDIR_IO_SIZE (64u * 1024u)
 
@@ -139,20 +140,10 @@ static int maildir_out_flush(struct maildir_out *o)
 	return 0;
 }
 
-static int maildir_out_byte(struct maildir_out *o, char c)
+/* Converted octets into the output buffer (written out each time it fills). */
+static int maildir_out_mem(void *ctx, const char *p, size_t n)
 {
-	if (o->len == sizeof o->buf) {
-		int r = maildir_out_flush(o);
-		if (r < 0)
-			return r;
-	}
-	o->buf[o->len++] = c;
-	o->total++;
-	return 0;
-}
-
-static int maildir_out_mem(struct maildir_out *o, const char *p, size_t n)
-{
+	struct maildir_out *o = ctx;
 	while (n > 0) {
 		if (o->len == sizeof o->buf) {
 			int r = maildir_out_flush(o);
@@ -171,30 +162,10 @@ static int maildir_out_mem(struct maildir_out *o, const char *p, size_t n)
 	return 0;
 }
 
-/* Copy bytes, turning CRLF into LF (a lone CR is kept); the runs between CRs are
- * copied whole. */
+/* Copy bytes, turning CRLF into LF (a lone CR is kept). */
 static int maildir_out_conv(struct maildir_out *o, const char *p, size_t n)
 {
-	const char *end = p + n;
-	int r;
-	while (p < end) {
-		if (o->pending_cr) {
-			o->pending_cr = false;
-			if (*p != '\n' && (r = maildir_out_byte(o, '\r')) < 0)
-				return r;
-		}
-		if (*p == '\r') {
-			o->pending_cr = true;
-			p++;
-			continue;
-		}
-		const char *cr = memchr(p, '\r', (size_t)(end - p));
-		const char *j = cr != NULL ? cr : end;
-		if ((r = maildir_out_mem(o, p, (size_t)(j - p))) < 0)
-			return r;
-		p = j;
-	}
-	return 0;
+	return scan_crlf_to_lf(p, n, &o->pending_cr, maildir_out_mem, o);
 }
 
 int maildir_deliver(const char *maildir, const char *hostname, const char *prefix, size_t plen,
@@ -257,7 +228,7 @@ int maildir_deliver(const char *maildir, const char *hostname, const char *prefi
 			goto fail;
 		pos += n;
 	}
-	if (o->pending_cr && (r = maildir_out_byte(o, '\r')) < 0)
+	if (o->pending_cr && (r = maildir_out_mem(o, "\r", 1)) < 0)
 		goto fail;
 	if ((r = maildir_out_flush(o)) < 0)
 		goto fail;
