@@ -575,8 +575,8 @@ def main():
             time.strftime("%Y-%m-%d %H:%M"), os.uname().release, os.cpu_count(),
             open("/proc/loadavg").read().split()[0]))
         print("# smtp-source -s SESSIONS -m MSGS -l SIZE (one message per connection), "
-              "%d repetitions, servers in alternation (each repetition starts one later); "
-              "median (min–max)" % args.reps)
+              "%d repetitions, servers in alternation (each repetition, and each load, "
+              "starts one server later); median (min–max)" % args.reps)
         print("# each server's directory: %s" % (
             "chattr +T, its own block groups (bench.py server_dir())" if ISOLATE
             else "in the shared temp directory (--no-isolate)"))
@@ -611,9 +611,11 @@ def throughput(servers, loads, reps, show_runs=False):
     sessions, size, msgs = loads[0]
     for srv in servers:
         run_load(srv, sessions, size, max(msgs // 2, 1), timeout=600)
-    for sessions, size, msgs in loads:
+    for li, (sessions, size, msgs) in enumerate(loads):
         for rep in range(reps):
-            for srv in rotated(servers, rep):
+            # rep + li: with fewer repetitions than servers (--reps 1), the server
+            # that goes first still changes from one load to the next
+            for srv in rotated(servers, rep + li):
                 settle()
                 r = run_load(srv, sessions, size, msgs, timeout=600)
                 if show_runs:
