@@ -98,6 +98,9 @@ size_t direct_pending_list(struct direct *d, direct_pending_fn fn, void *arg);
 /* Retry them at the next checkpoint (within 100 ms) instead of within a second. */
 void direct_retry_soon(struct direct *d);
 
+/* Ranges of big copies handed to early writeback so far (tests). */
+unsigned long direct_wb_kicks(struct direct *d);
+
 /* Counters for tests/bench: batches, messages committed. */
 void direct_stats(const struct direct *d, unsigned long *batches, unsigned long *msgs);
 

@@ -120,5 +120,6 @@ def test_threads_are_named(ternd_factory):
                 pass
         return out
 
-    want = {"direct-commit", "direct-publish", "spool-commit", "local", "relay", "control"}
+    want = {"direct-commit", "direct-publish", "direct-wb", "spool-commit", "local", "relay",
+            "control"}
     wait_until(lambda: want <= names(), what=f"thread names {want}")

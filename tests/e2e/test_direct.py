@@ -319,3 +319,37 @@ def test_journal_memory_budget(ternd_factory, monkeypatch):
     assert "journal=yes" not in lines[0], lines
     assert all("journal=yes" in line for line in lines[1:]), lines
     assert len(wait_for_maildir_files(maildir_new(t.data_dir, "alice@example.com"), 6)) == 6
+
+
+@pytest.mark.parametrize("early", ["1", "0"])
+def test_big_message_arrives_whole_with_and_without_early_writeback(ternd_factory,
+                                                                    monkeypatch, early):
+    """A 6 MiB message (the syncfs path) is handed to writeback about once per MiB
+    while it arrives, on the direct-wb thread (TERN_DIRECT_EARLY_WB=0: not at all).
+    Either way both copies hold exactly what was sent, line ends made LF, and the
+    message after it is unaffected."""
+    monkeypatch.setenv("TERN_DIRECT_EARLY_WB", early)
+    t = ternd_factory()
+    # numbered lines, so a chunk written twice or at the wrong offset would show
+    body = b"".join(b"%07d " % i + b"y" * 70 + b"\r\n" for i in range(80000))
+    msg = b"Subject: six MiB\r\n\r\n" + body
+    with smtplib.SMTP(t.host, t.port, timeout=60) as s:
+        s.sendmail("a@example.net", ["alice@example.com", "bob@example.com"], msg)
+        s.sendmail("a@example.net", ["alice@example.com"], b"Subject: small\r\n\r\nafter\r\n")
+    want = body.replace(b"\r\n", b"\n")
+    for who, n in (("alice@example.com", 2), ("bob@example.com", 1)):
+        files = wait_for_maildir_files(maildir_new(t.data_dir, who), n)
+        raws = sorted((f.read_bytes() for f in files), key=len)
+        assert raws[-1].endswith(b"\n\n" + want), who
+        assert files[0].name.endswith(",S=%d" % len(files[0].read_bytes()))
+        if n == 2:
+            assert raws[0].endswith(b"\n\nafter\n")
+    task = "/proc/%d/task" % t.proc.pid
+    names = set()
+    for tid in os.listdir(task):
+        try:
+            with open("%s/%s/comm" % (task, tid)) as f:
+                names.add(f.read().strip())
+        except FileNotFoundError:
+            pass
+    assert ("direct-wb" in names) == (early == "1"), names

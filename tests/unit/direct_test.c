@@ -7,6 +7,7 @@
  * files in a temporary directory. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -278,6 +279,77 @@ static void direct_t_journal_write_fault(void **state)
 	assert_int_equal(direct_t_count("alice", "tmp", NULL, 0), 0);
 }
 
+/* A big message (the syncfs path) is handed to early writeback about once per MiB
+ * of each copy, on its own thread; the copies are byte for byte what they would be
+ * without it; TERN_DIRECT_EARLY_WB=0 turns it off; a small one never takes it. */
+static void direct_t_early_wb_one(bool on, unsigned long want_min, unsigned long want_max,
+                                  size_t lines)
+{
+	if (on)
+		unsetenv("TERN_DIRECT_EARLY_WB");
+	else
+		setenv("TERN_DIRECT_EARLY_WB", "0", 1);
+	struct direct *d;
+	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+	unsetenv("TERN_DIRECT_EARLY_WB");
+	struct spool_envelope env = direct_t_env(2);
+	struct direct_msg *m;
+	assert_int_equal(direct_msg_begin(d, &m, &env, "QWB"), 0);
+	/* lines of 99 octets + CRLF, written in pieces that split lines */
+	size_t n = lines * 101;
+	char *in = malloc(n);
+	assert_non_null(in);
+	for (size_t i = 0; i < lines; i++) {
+		memset(in + i * 101, 'a' + (int)(i % 26), 99);
+		memcpy(in + i * 101 + 99, "\r\n", 2);
+	}
+	for (size_t off = 0; off < n; off += 65521)
+		assert_int_equal(direct_msg_write(m, in + off, n - off < 65521 ? n - off : 65521),
+		                 0);
+	struct direct_t_res res = {0};
+	direct_msg_commit(m, direct_t_done, &res);
+	direct_t_wait(d, &res, 1);
+	assert_int_equal(res.err, 0);
+	unsigned long kicks = direct_wb_kicks(d);
+	direct_close(d);
+	assert_true(kicks >= want_min);
+	assert_true(kicks <= want_max);
+	const char *users[2] = {"alice", "bob"};
+	for (int u = 0; u < 2; u++) {
+		char name[512], path[1024];
+		assert_int_equal(direct_t_count(users[u], "new", name, sizeof name), 1);
+		size_t len;
+		char *b = direct_t_read(users[u], name, &len);
+		char pre[128];
+		int plen = snprintf(
+		    pre, sizeof pre,
+		    "Return-Path: <sender@example.net>\nDelivered-To: %s@example.org\n", users[u]);
+		assert_int_equal(len, (size_t)plen + lines * 100);
+		assert_memory_equal(b, pre, (size_t)plen);
+		for (size_t i = 0; i < lines; i++) {
+			const char *l = b + plen + i * 100;
+			assert_int_equal(l[0], 'a' + (int)(i % 26));
+			assert_int_equal(l[98], 'a' + (int)(i % 26));
+			assert_int_equal(l[99], '\n');
+		}
+		free(b);
+		snprintf(path, sizeof path, "%s/mail/example.org/%s/Maildir/new/%s", direct_t_dir,
+		         users[u], name);
+		assert_int_equal(unlink(path), 0);
+	}
+	free(in);
+}
+
+static void direct_t_early_wb(void **state)
+{
+	(void)state;
+	/* 3.5 MiB: each copy crosses 1 MiB three times (two copies: 6) */
+	direct_t_early_wb_one(true, 6, 6, 36700);
+	direct_t_early_wb_one(false, 0, 0, 36700);
+	/* 40 KB: the journal path, no early writeback */
+	direct_t_early_wb_one(true, 0, 0, 400);
+}
+
 static void direct_t_copy(const char *from, const char *to)
 {
 	FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
@@ -480,6 +552,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(direct_t_journal_write_fault, direct_t_setup,
 	                                    direct_t_teardown),
 	    cmocka_unit_test_setup_teardown(direct_t_early, direct_t_setup, direct_t_teardown),
+	    cmocka_unit_test_setup_teardown(direct_t_early_wb, direct_t_setup, direct_t_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

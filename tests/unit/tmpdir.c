@@ -59,12 +59,15 @@ int tmpdir_count(const char *dir, char *name, size_t namesz)
 char *tmpdir_read(const char *path, size_t *n)
 {
 	FILE *f = fopen(path, "rb");
+	struct stat st;
 	char *b;
 
 	assert_non_null(f);
-	b = malloc(TMPDIR_READ_MAX + 1);
+	assert_int_equal(fstat(fileno(f), &st), 0);
+	size_t max = (size_t)st.st_size > TMPDIR_READ_MAX ? (size_t)st.st_size : TMPDIR_READ_MAX;
+	b = malloc(max + 1);
 	assert_non_null(b);
-	*n = fread(b, 1, TMPDIR_READ_MAX, f);
+	*n = fread(b, 1, max, f);
 	fclose(f);
 	b[*n] = '\0';
 	return b;

@@ -14,7 +14,7 @@ int tmpdir_remove(const char *dir);
 /* Entries of dir whose names do not start with '.'; the name of the last one read
  * is copied to name when name is not NULL. -1 when dir cannot be opened. */
 int tmpdir_count(const char *dir, char *name, size_t namesz);
-/* The whole file (at most 1 MiB), NUL-terminated, its length in *n; free() it. */
+/* The whole file (buffer of at least 1 MiB), NUL-terminated, its length in *n; free() it. */
 char *tmpdir_read(const char *path, size_t *n);
 
 #endif
