@@ -131,9 +131,12 @@ struct direct_retry {
  * DIRECT_WB_STEP bytes while it arrives, so the syncfs after its last byte has
  * little left to write. sync_file_range() waits when the device queue is full,
  * so the direct-wb thread calls it, never the loop (measured: bench/RESULTS.md
- * run V). The thread gets a duplicate of the copy's fd, which may be closed first. */
+ * run V). The thread gets a duplicate of the copy's fd, which may be closed first.
+ * The ring is short on purpose: when the thread falls DIRECT_WB_QUEUE ranges
+ * behind, the device is saturated and writing early gains nothing, so ranges are
+ * skipped (and at most that many extra fds are open). */
 #define DIRECT_WB_STEP (1u << 20)
-#define DIRECT_WB_QUEUE 256
+#define DIRECT_WB_QUEUE 8
 
 struct direct_wb {
 	int fd;
