@@ -135,7 +135,7 @@ struct direct_retry {
  * The ring is short on purpose: when the thread falls DIRECT_WB_QUEUE ranges
  * behind, the device is saturated and writing early gains nothing, so ranges are
  * skipped (and at most that many extra fds are open). */
-#define DIRECT_WB_STEP (1u << 20)
+#define DIRECT_WB_STEP (256u << 10)
 #define DIRECT_WB_QUEUE 8
 
 struct direct_wb {

@@ -324,7 +324,7 @@ def test_journal_memory_budget(ternd_factory, monkeypatch):
 @pytest.mark.parametrize("early", ["1", "0"])
 def test_big_message_arrives_whole_with_and_without_early_writeback(ternd_factory,
                                                                     monkeypatch, early):
-    """A 6 MiB message (the syncfs path) is handed to writeback about once per MiB
+    """A 6 MiB message (the syncfs path) is handed to writeback every 256 KiB
     while it arrives, on the direct-wb thread (TERN_DIRECT_EARLY_WB=0: not at all).
     Either way both copies hold exactly what was sent, line ends made LF, and the
     message after it is unaffected."""

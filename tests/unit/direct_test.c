@@ -279,9 +279,10 @@ static void direct_t_journal_write_fault(void **state)
 	assert_int_equal(direct_t_count("alice", "tmp", NULL, 0), 0);
 }
 
-/* A big message (the syncfs path) is handed to early writeback about once per MiB
- * of each copy, on its own thread; the copies are byte for byte what they would be
- * without it; TERN_DIRECT_EARLY_WB=0 turns it off; a small one never takes it. */
+/* A big message (the syncfs path) is handed to early writeback every 256 KiB of
+ * each copy, on its own thread (ranges may be skipped when the thread is behind);
+ * the copies are byte for byte what they would be without it; TERN_DIRECT_EARLY_WB=0
+ * turns it off; a message for the journal never takes it. */
 static void direct_t_early_wb_one(bool on, unsigned long want_min, unsigned long want_max,
                                   size_t lines)
 {
@@ -343,9 +344,11 @@ static void direct_t_early_wb_one(bool on, unsigned long want_min, unsigned long
 static void direct_t_early_wb(void **state)
 {
 	(void)state;
-	/* 3.5 MiB: each copy crosses 1 MiB three times (two copies: 6) */
-	direct_t_early_wb_one(true, 6, 6, 36700);
+	/* 3.5 MiB: up to 14 ranges per copy, two copies */
+	direct_t_early_wb_one(true, 1, 28, 36700);
 	direct_t_early_wb_one(false, 0, 0, 36700);
+	/* 300 KB (over the journal's 128 KiB): one range per copy */
+	direct_t_early_wb_one(true, 2, 2, 3000);
 	/* 40 KB: the journal path, no early writeback */
 	direct_t_early_wb_one(true, 0, 0, 400);
 }
