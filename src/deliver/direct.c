@@ -322,20 +322,14 @@ static void direct_wb_kick(struct direct *d, struct direct_rcpt *rc)
 		return;
 	off_t off = (off_t)rc->wb, len = (off_t)(rc->size - rc->wb);
 	rc->wb = rc->size;
-	int fd = fcntl(rc->fd, F_DUPFD_CLOEXEC, 0);
+	int fd = -1;
+	pthread_mutex_lock(&d->wbmu);
+	if (d->wbt - d->wbh < DIRECT_WB_QUEUE &&
+	    (fd = fcntl(rc->fd, F_DUPFD_CLOEXEC, 0)) >= 0) /* no fd made for a full ring */
+		d->wbq[d->wbt++ % DIRECT_WB_QUEUE] = (struct direct_wb){fd, off, len};
+	pthread_mutex_unlock(&d->wbmu);
 	if (fd < 0)
 		return;
-	bool queued = false;
-	pthread_mutex_lock(&d->wbmu);
-	if (d->wbt - d->wbh < DIRECT_WB_QUEUE) {
-		d->wbq[d->wbt++ % DIRECT_WB_QUEUE] = (struct direct_wb){fd, off, len};
-		queued = true;
-	}
-	pthread_mutex_unlock(&d->wbmu);
-	if (!queued) {
-		close(fd);
-		return;
-	}
 	atomic_fetch_add(&d->wb_kicks, 1);
 	pthread_cond_signal(&d->wbcv);
 }
@@ -389,8 +383,6 @@ static int direct_flush_files(struct direct_msg *m)
 			rc->size += plen + m->slen;
 			rc->pre_done = true;
 			buf_free(&rc->pre);
-			if (!m->jon && !atomic_load(&m->d->relaxed))
-				direct_wb_kick(m->d, rc); /* the syncfs path */
 		}
 	}
 	m->slen = 0;
@@ -403,7 +395,12 @@ static int direct_flush_files(struct direct_msg *m)
 static int direct_flush(struct direct_msg *m)
 {
 	direct_flush_jrec(m);
-	return direct_flush_files(m);
+	int r = direct_flush_files(m);
+	/* the syncfs path, while the message arrives (not at its commit: syncfs next) */
+	if (r == 0 && !m->jon && !atomic_load(&m->d->relaxed))
+		for (size_t i = 0; i < m->nr; i++)
+			direct_wb_kick(m->d, &m->r[i]);
+	return r;
 }
 
 /* Converted octets into the stage (written out each time it fills). */
