@@ -49,6 +49,11 @@
 #include "util/scan.h"
 
 #define DIRECT_STAGE 16384     /* converted bytes held before writing to the files */
+/* ...and for a big message once it is past the journal's limit: bigger writes let
+ * the page cache use bigger folios, which costs less per byte to fill and write
+ * back (bench/RESULTS.md, "Bigger writes for big messages"). */
+#define DIRECT_STAGE_BIG (512u << 10)
+#define DIRECT_STAGE_MEM_MAX (64u << 20) /* big stages of all messages, at most */
 #define DIRECT_DEVS 8          /* filesystems remembered per batch for syncfs */
 #define DIRECT_PREFIX_MAX 2048 /* prefixes up to this go out in the same write */
 #define DIRECT_JOURNAL_MSG_MAX (128u << 10) /* bigger messages take the syncfs path */
@@ -95,7 +100,7 @@ struct direct_msg {
 	struct direct_rcpt *r;
 	size_t nr;
 	char *stage;
-	size_t slen;
+	size_t slen, scap; /* staged bytes, stage size */
 	bool pending_cr;
 	int err; /* sticky */
 	void (*done)(void *arg, int err, const char *qid, size_t replied);
@@ -159,12 +164,15 @@ struct direct {
 	struct direct_wb wbq[DIRECT_WB_QUEUE];
 	unsigned wbh, wbt;
 	atomic_ulong wb_kicks; /* ranges handed over (direct_wb_kicks: tests) */
+	atomic_ulong big_stages; /* messages that got the big stage (tests) */
 
 	atomic_bool anon_ok; /* open copies as O_TMPFILE (TERN_DIRECT_TMPFILE=0: never) */
 	atomic_bool relaxed; /* durability = relaxed: no journal, no sync */
 	size_t jmsg_max;     /* records up to this size; bigger: the syncfs path */
 	size_t jmem_max;     /* record bytes of all messages in flight, at most */
 	atomic_size_t jmem;  /* record bytes charged now (loop and committer) */
+	size_t smem_max;     /* big stages of all messages, at most */
+	atomic_size_t smem;  /* bytes of big stages now */
 	pthread_t th;
 	bool started;
 	/* three locks, so the loop, the committer and the publisher rarely meet on one;
@@ -369,7 +377,7 @@ static int direct_flush_files(struct direct_msg *m)
 			continue;
 		if (plen == 0) {
 			r = direct_write_all(rc->fd, m->stage, m->slen);
-		} else if (plen <= DIRECT_PREFIX_MAX) {
+		} else if (plen <= DIRECT_PREFIX_MAX && m->slen <= DIRECT_STAGE) {
 			memcpy(first, rc->pre.ptr, plen);
 			if (m->slen > 0)
 				memcpy(first + plen, m->stage, m->slen);
@@ -403,15 +411,49 @@ static int direct_flush(struct direct_msg *m)
 	return r;
 }
 
+/* A big message gets the big stage, while all of them together stay under
+ * DIRECT_STAGE_MEM_MAX; else (or with no memory) the small one does. */
+static void direct_stage_grow(struct direct_msg *m)
+{
+	struct direct *d = m->d;
+	if (atomic_fetch_add(&d->smem, DIRECT_STAGE_BIG) + DIRECT_STAGE_BIG > d->smem_max) {
+		atomic_fetch_sub(&d->smem, DIRECT_STAGE_BIG);
+		return;
+	}
+	char *big = realloc(m->stage, DIRECT_STAGE_BIG);
+	if (big == NULL) {
+		atomic_fetch_sub(&d->smem, DIRECT_STAGE_BIG);
+		return;
+	}
+	m->stage = big;
+	m->scap = DIRECT_STAGE_BIG;
+	atomic_fetch_add(&d->big_stages, 1);
+}
+
+/* The stage is no longer needed (the last bytes are written, or the end). */
+static void direct_stage_release(struct direct_msg *m)
+{
+	free(m->stage);
+	m->stage = NULL;
+	if (m->scap == DIRECT_STAGE_BIG)
+		atomic_fetch_sub(&m->d->smem, DIRECT_STAGE_BIG);
+	m->scap = 0;
+}
+
 /* Converted octets into the stage (written out each time it fills). */
 static int direct_stage(void *ctx, const char *p, size_t n)
 {
 	struct direct_msg *m = ctx;
 	while (n > 0) {
-		int r;
-		if (m->slen == DIRECT_STAGE && (r = direct_flush(m)) < 0)
-			return r;
-		size_t take = DIRECT_STAGE - m->slen;
+		if (m->slen == m->scap) {
+			int r = direct_flush(m);
+			if (r < 0)
+				return r;
+			if (!m->jon && m->scap < DIRECT_STAGE_BIG && m->nr > 0 &&
+			    m->r[0].size >= DIRECT_JOURNAL_MSG_MAX)
+				direct_stage_grow(m);
+		}
+		size_t take = m->scap - m->slen;
 		if (take > n)
 			take = n;
 		memcpy(m->stage + m->slen, p, take);
@@ -1000,8 +1042,11 @@ static void direct_batch_finish(struct direct_msg *list)
 /* Step 3: the files' last bytes (while the journal write is on the device). */
 static void direct_batch_write(struct direct_msg *list)
 {
-	for (struct direct_msg *m = list; m; m = m->next)
+	for (struct direct_msg *m = list; m; m = m->next) {
 		direct_flush_files(m);
+		if (m->scap == DIRECT_STAGE_BIG) /* not held while the sync runs */
+			direct_stage_release(m);
+	}
 }
 
 /* Step 2, journal path: append each record and start writing them (one write and
@@ -1450,6 +1495,8 @@ int direct_open(struct direct **out, const char *data_dir, const char *pattern,
 		r = -errno;
 		goto fail;
 	}
+	f = getenv("TERN_DIRECT_STAGE_MEM"); /* tests */
+	d->smem_max = f ? (size_t)strtoull(f, NULL, 10) : DIRECT_STAGE_MEM_MAX;
 	f = getenv("TERN_DIRECT_EARLY_WB");
 	if ((f == NULL || strcmp(f, "0") != 0) &&
 	    pthread_create(&d->wbth, NULL, direct_wb_main, d) == 0)
@@ -1609,7 +1656,7 @@ static void direct_msg_free(struct direct_msg *m)
 		buf_free(&rc->pre);
 	}
 	free(m->r);
-	free(m->stage);
+	direct_stage_release(m);
 	direct_jrec_drop(m);
 	free(m);
 }
@@ -1715,6 +1762,7 @@ int direct_msg_begin(struct direct *d, struct direct_msg **out, const struct spo
 	snprintf(m->qid, sizeof m->qid, "%s", qid);
 	m->r = calloc(env->nrcpts, sizeof *m->r);
 	m->stage = malloc(DIRECT_STAGE);
+	m->scap = DIRECT_STAGE;
 	if (m->r == NULL || m->stage == NULL)
 		goto fail;
 	struct buf pre;
@@ -1803,6 +1851,11 @@ void direct_msg_abort(struct direct_msg *m)
 	}
 	direct_msg_unlink(m);
 	direct_msg_free(m);
+}
+
+unsigned long direct_big_stages(struct direct *d)
+{
+	return atomic_load(&d->big_stages);
 }
 
 unsigned long direct_wb_kicks(struct direct *d)

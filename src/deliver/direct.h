@@ -100,6 +100,8 @@ void direct_retry_soon(struct direct *d);
 
 /* Ranges of big copies handed to early writeback so far (tests). */
 unsigned long direct_wb_kicks(struct direct *d);
+/* Messages so far that were staged in big writes (tests). */
+unsigned long direct_big_stages(struct direct *d);
 
 /* Counters for tests/bench: batches, messages committed. */
 void direct_stats(const struct direct *d, unsigned long *batches, unsigned long *msgs);

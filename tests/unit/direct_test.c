@@ -283,74 +283,154 @@ static void direct_t_journal_write_fault(void **state)
  * each copy, on its own thread (ranges may be skipped when the thread is behind);
  * the copies are byte for byte what they would be without it; TERN_DIRECT_EARLY_WB=0
  * turns it off; a message for the journal never takes it. */
-static void direct_t_early_wb_one(bool on, unsigned long want_min, unsigned long want_max,
-                                  size_t lines)
+/* lines of 99 octets + CRLF (the letter of each line says which) */
+static char *direct_t_lines(size_t lines, size_t *n)
 {
-	if (on)
+	*n = lines * 101;
+	char *in = malloc(*n);
+	assert_non_null(in);
+	for (size_t i = 0; i < lines; i++) {
+		memset(in + i * 101, 'a' + (int)(i % 26), 99);
+		memcpy(in + i * 101 + 99, "\r\n", 2);
+	}
+	return in;
+}
+
+/* in pieces that split lines */
+static void direct_t_write_lines(struct direct_msg *m, const char *in, size_t n)
+{
+	for (size_t off = 0; off < n; off += 65521)
+		assert_int_equal(direct_msg_write(m, in + off, n - off < 65521 ? n - off : 65521),
+		                 0);
+}
+
+/* Each of alice's and bob's mailboxes holds k copies of those lines, byte-exact
+ * (LF line ends, after the prefix); they are removed. */
+static void direct_t_check_lines(size_t lines, int k)
+{
+	const char *users[2] = {"alice", "bob"};
+	for (int u = 0; u < 2; u++) {
+		for (int c = 0; c < k; c++) {
+			char name[512], path[1024];
+			assert_int_equal(direct_t_count(users[u], "new", name, sizeof name), k - c);
+			size_t len;
+			char *b = direct_t_read(users[u], name, &len);
+			char pre[128];
+			int plen = snprintf(
+			    pre, sizeof pre,
+			    "Return-Path: <sender@example.net>\nDelivered-To: %s@example.org\n",
+			    users[u]);
+			assert_int_equal(len, (size_t)plen + lines * 100);
+			assert_memory_equal(b, pre, (size_t)plen);
+			for (size_t i = 0; i < lines; i++) {
+				const char *l = b + plen + i * 100;
+				assert_int_equal(l[0], 'a' + (int)(i % 26));
+				assert_int_equal(l[98], 'a' + (int)(i % 26));
+				assert_int_equal(l[99], '\n');
+			}
+			free(b);
+			snprintf(path, sizeof path, "%s/mail/example.org/%s/Maildir/new/%s",
+			         direct_t_dir, users[u], name);
+			assert_int_equal(unlink(path), 0);
+		}
+	}
+}
+
+struct direct_t_big {
+	bool early_wb, relaxed;
+	size_t lines;
+	unsigned long kicks_min, kicks_max; /* early writeback ranges */
+	unsigned long big;                  /* messages staged in big writes */
+};
+
+/* One message of t->lines lines to alice and bob. */
+static void direct_t_big_one(const struct direct_t_big *t)
+{
+	if (t->early_wb)
 		unsetenv("TERN_DIRECT_EARLY_WB");
 	else
 		setenv("TERN_DIRECT_EARLY_WB", "0", 1);
 	struct direct *d;
 	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
 	unsetenv("TERN_DIRECT_EARLY_WB");
+	direct_set_relaxed(d, t->relaxed);
 	struct spool_envelope env = direct_t_env(2);
 	struct direct_msg *m;
 	assert_int_equal(direct_msg_begin(d, &m, &env, "QWB"), 0);
-	/* lines of 99 octets + CRLF, written in pieces that split lines */
-	size_t n = lines * 101;
-	char *in = malloc(n);
-	assert_non_null(in);
-	for (size_t i = 0; i < lines; i++) {
-		memset(in + i * 101, 'a' + (int)(i % 26), 99);
-		memcpy(in + i * 101 + 99, "\r\n", 2);
-	}
-	for (size_t off = 0; off < n; off += 65521)
-		assert_int_equal(direct_msg_write(m, in + off, n - off < 65521 ? n - off : 65521),
-		                 0);
+	size_t n;
+	char *in = direct_t_lines(t->lines, &n);
+	direct_t_write_lines(m, in, n);
 	struct direct_t_res res = {0};
 	direct_msg_commit(m, direct_t_done, &res);
 	direct_t_wait(d, &res, 1);
 	assert_int_equal(res.err, 0);
-	unsigned long kicks = direct_wb_kicks(d);
+	unsigned long kicks = direct_wb_kicks(d), big = direct_big_stages(d);
 	direct_close(d);
-	assert_true(kicks >= want_min);
-	assert_true(kicks <= want_max);
-	const char *users[2] = {"alice", "bob"};
-	for (int u = 0; u < 2; u++) {
-		char name[512], path[1024];
-		assert_int_equal(direct_t_count(users[u], "new", name, sizeof name), 1);
-		size_t len;
-		char *b = direct_t_read(users[u], name, &len);
-		char pre[128];
-		int plen = snprintf(
-		    pre, sizeof pre,
-		    "Return-Path: <sender@example.net>\nDelivered-To: %s@example.org\n", users[u]);
-		assert_int_equal(len, (size_t)plen + lines * 100);
-		assert_memory_equal(b, pre, (size_t)plen);
-		for (size_t i = 0; i < lines; i++) {
-			const char *l = b + plen + i * 100;
-			assert_int_equal(l[0], 'a' + (int)(i % 26));
-			assert_int_equal(l[98], 'a' + (int)(i % 26));
-			assert_int_equal(l[99], '\n');
-		}
-		free(b);
-		snprintf(path, sizeof path, "%s/mail/example.org/%s/Maildir/new/%s", direct_t_dir,
-		         users[u], name);
-		assert_int_equal(unlink(path), 0);
-	}
+	assert_true(kicks >= t->kicks_min);
+	assert_true(kicks <= t->kicks_max);
+	assert_int_equal(big, t->big);
+	direct_t_check_lines(t->lines, 1);
 	free(in);
 }
 
 static void direct_t_early_wb(void **state)
 {
 	(void)state;
-	/* 3.5 MiB: up to 14 ranges per copy, two copies */
-	direct_t_early_wb_one(true, 1, 28, 36700);
-	direct_t_early_wb_one(false, 0, 0, 36700);
-	/* 300 KB (over the journal's 128 KiB): one range per copy */
-	direct_t_early_wb_one(true, 2, 2, 3000);
-	/* 40 KB: the journal path, no early writeback */
-	direct_t_early_wb_one(true, 0, 0, 400);
+	static const struct direct_t_big cases[] = {
+	    /* 3.5 MiB: 16 KiB writes up to the journal's 128 KiB, then 512 KiB writes,
+	     * each handed to writeback (up to 7 per copy, two copies) */
+	    {true, false, 36700, 1, 14, 1},
+	    {false, false, 36700, 0, 0, 1},
+	    /* relaxed: no journal, no early writeback, still big writes */
+	    {true, true, 36700, 0, 0, 1},
+	    /* 700 KB: one 512 KiB write while it arrives, one range per copy */
+	    {true, false, 7000, 2, 2, 1},
+	    /* 40 KB: the journal path, small writes, no early writeback */
+	    {true, false, 400, 0, 0, 0},
+	    {true, true, 400, 0, 0, 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		direct_t_big_one(&cases[i]);
+}
+
+/* Big stages are limited in all: two big messages at once with room for one, the
+ * other one is written in small pieces; both arrive whole. */
+static void direct_t_big_stage_budget(void **state)
+{
+	(void)state;
+	setenv("TERN_DIRECT_STAGE_MEM", "524288", 1);
+	struct direct *d;
+	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
+	unsetenv("TERN_DIRECT_STAGE_MEM");
+	struct spool_envelope env = direct_t_env(2);
+	struct direct_msg *m[2];
+	assert_int_equal(direct_msg_begin(d, &m[0], &env, "QB1"), 0);
+	assert_int_equal(direct_msg_begin(d, &m[1], &env, "QB2"), 0);
+	size_t n, lines = 20000;
+	char *in = direct_t_lines(lines, &n);
+	for (size_t off = 0; off < n; off += 65521) /* side by side */
+		for (int k = 0; k < 2; k++)
+			assert_int_equal(
+			    direct_msg_write(m[k], in + off, n - off < 65521 ? n - off : 65521), 0);
+	struct direct_t_res res[2] = {{0}, {0}};
+	direct_msg_commit(m[0], direct_t_done, &res[0]);
+	direct_msg_commit(m[1], direct_t_done, &res[1]);
+	direct_t_wait(d, res, 2);
+	assert_int_equal(res[0].err, 0);
+	assert_int_equal(res[1].err, 0);
+	assert_int_equal(direct_big_stages(d), 1);
+	/* the big stage was given back: the next message gets it */
+	struct direct_msg *m3;
+	assert_int_equal(direct_msg_begin(d, &m3, &env, "QB3"), 0);
+	direct_t_write_lines(m3, in, n);
+	struct direct_t_res res3 = {0};
+	direct_msg_commit(m3, direct_t_done, &res3);
+	direct_t_wait(d, &res3, 1);
+	assert_int_equal(res3.err, 0);
+	assert_int_equal(direct_big_stages(d), 2);
+	direct_close(d);
+	direct_t_check_lines(lines, 3);
+	free(in);
 }
 
 static void direct_t_copy(const char *from, const char *to)
@@ -556,6 +636,8 @@ int main(void)
 	                                    direct_t_teardown),
 	    cmocka_unit_test_setup_teardown(direct_t_early, direct_t_setup, direct_t_teardown),
 	    cmocka_unit_test_setup_teardown(direct_t_early_wb, direct_t_setup, direct_t_teardown),
+	    cmocka_unit_test_setup_teardown(direct_t_big_stage_budget, direct_t_setup,
+	                                    direct_t_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
