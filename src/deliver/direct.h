@@ -100,6 +100,8 @@ void direct_retry_soon(struct direct *d);
 
 /* Ranges of big copies handed to early writeback so far (tests). */
 unsigned long direct_wb_kicks(struct direct *d);
+/* Big copies whose pages were dropped from the page cache once synced (tests). */
+unsigned long direct_drops(struct direct *d);
 /* Messages so far that were staged in big writes (tests). */
 unsigned long direct_big_stages(struct direct *d);
 

@@ -5,7 +5,9 @@ appear in new/ right after. An injected storage fault before the 250 gives a 4xx
 leaves nothing in any Maildir; a fault after it (placing the copies) loses nothing:
 the journal puts the message there after a restart, once."""
 
+import ctypes
 import json
+import mmap
 import os
 import re
 import smtplib
@@ -353,3 +355,55 @@ def test_big_message_arrives_whole_with_and_without_early_writeback(ternd_factor
         except FileNotFoundError:
             pass
     assert ("direct-wb" in names) == (early == "1"), names
+
+
+def cached_pages(path):
+    """(pages of path in the page cache, pages it has), by mincore(2)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    size = os.path.getsize(path)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        vec = ctypes.create_string_buffer(pages)
+        try:
+            assert libc.mincore(addr, size, vec) == 0, ctypes.get_errno()
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return sum(b & 1 for b in vec.raw), pages
+
+
+@pytest.mark.parametrize("drop", ["default", "0"])
+def test_big_message_leaves_page_cache_once_synced(ternd_factory, monkeypatch, drop):
+    """A big message's copies (the syncfs path) leave the page cache once synced,
+    before the 250: the next big messages are written into those pages rather than
+    into fresh memory (TERN_DIRECT_DROP=0 keeps them). Small messages (the journal
+    path) stay cached. The copies are whole either way."""
+    if drop == "0":
+        monkeypatch.setenv("TERN_DIRECT_DROP", "0")
+    else:
+        monkeypatch.delenv("TERN_DIRECT_DROP", raising=False)
+    t = ternd_factory()
+    body = b"".join(b"%07d " % i + b"z" * 70 + b"\r\n" for i in range(20000))
+    with smtplib.SMTP(t.host, t.port, timeout=60) as s:
+        s.sendmail("a@example.net", ["alice@example.com"], b"Subject: big\r\n\r\n" + body)
+        s.sendmail("a@example.net", ["bob@example.com"], b"Subject: small\r\n\r\nhi\r\n")
+    big = wait_for_maildir_files(maildir_new(t.data_dir, "alice@example.com"), 1)[0]
+    small = wait_for_maildir_files(maildir_new(t.data_dir, "bob@example.com"), 1)[0]
+    cached, pages = cached_pages(big)
+    assert pages > 300
+    if drop == "0":
+        assert cached == pages
+    else:
+        assert cached == 0
+    assert cached_pages(small)[0] == cached_pages(small)[1]
+    assert big.read_bytes().endswith(b"\n\n" + body.replace(b"\r\n", b"\n"))
+

@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -341,7 +343,34 @@ struct direct_t_big {
 	size_t lines;
 	unsigned long kicks_min, kicks_max; /* early writeback ranges */
 	unsigned long big;                  /* messages staged in big writes */
+	bool drop;                          /* TERN_DIRECT_DROP unset (else =0) */
+	unsigned long drops;                /* copies dropped from the page cache */
 };
+
+/* Pages of user's one copy in new/ that are in the page cache, and how many it has. */
+static void direct_t_resident(const char *user, size_t *in, size_t *all)
+{
+	char name[512], p[1024];
+	assert_int_equal(direct_t_count(user, "new", name, sizeof name), 1);
+	snprintf(p, sizeof p, "%s/mail/example.org/%s/Maildir/new/%s", direct_t_dir, user, name);
+	int fd = open(p, O_RDONLY);
+	assert_true(fd >= 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	*all = ((size_t)st.st_size + pg - 1) / pg;
+	void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(map != MAP_FAILED);
+	unsigned char *vec = malloc(*all);
+	assert_non_null(vec);
+	assert_int_equal(mincore(map, (size_t)st.st_size, vec), 0);
+	*in = 0;
+	for (size_t i = 0; i < *all; i++)
+		*in += vec[i] & 1;
+	free(vec);
+	munmap(map, (size_t)st.st_size);
+	close(fd);
+}
 
 /* One message of t->lines lines to alice and bob. */
 static void direct_t_big_one(const struct direct_t_big *t)
@@ -350,9 +379,14 @@ static void direct_t_big_one(const struct direct_t_big *t)
 		unsetenv("TERN_DIRECT_EARLY_WB");
 	else
 		setenv("TERN_DIRECT_EARLY_WB", "0", 1);
+	if (t->drop)
+		unsetenv("TERN_DIRECT_DROP");
+	else
+		setenv("TERN_DIRECT_DROP", "0", 1);
 	struct direct *d;
 	assert_int_equal(direct_open(&d, direct_t_dir, "mail/%d/%u/Maildir", "h"), 0);
 	unsetenv("TERN_DIRECT_EARLY_WB");
+	unsetenv("TERN_DIRECT_DROP");
 	direct_set_relaxed(d, t->relaxed);
 	struct spool_envelope env = direct_t_env(2);
 	struct direct_msg *m;
@@ -364,30 +398,45 @@ static void direct_t_big_one(const struct direct_t_big *t)
 	direct_msg_commit(m, direct_t_done, &res);
 	direct_t_wait(d, &res, 1);
 	assert_int_equal(res.err, 0);
-	unsigned long kicks = direct_wb_kicks(d), big = direct_big_stages(d);
+	/* a copy on the syncfs path is dropped before its completion is posted */
+	unsigned long kicks = direct_wb_kicks(d), big = direct_big_stages(d),
+	              drops = direct_drops(d);
 	direct_close(d);
 	assert_true(kicks >= t->kicks_min);
 	assert_true(kicks <= t->kicks_max);
 	assert_int_equal(big, t->big);
+	assert_int_equal(drops, t->drops);
+	const char *users[2] = {"alice", "bob"};
+	for (int u = 0; u < 2; u++) {
+		size_t cached, all;
+		direct_t_resident(users[u], &cached, &all);
+		if (t->drops > 0)
+			assert_int_equal(cached, 0);
+		else if (!t->relaxed)
+			assert_int_equal(cached, all); /* written, synced, still there */
+	}
 	direct_t_check_lines(t->lines, 1);
 	free(in);
 }
 
-static void direct_t_early_wb(void **state)
+static void direct_t_big_messages(void **state)
 {
 	(void)state;
 	static const struct direct_t_big cases[] = {
 	    /* 3.5 MiB: 16 KiB writes up to the journal's 128 KiB, then 512 KiB writes,
-	     * each handed to writeback (up to 7 per copy, two copies) */
-	    {true, false, 36700, 1, 14, 1},
-	    {false, false, 36700, 0, 0, 1},
-	    /* relaxed: no journal, no early writeback, still big writes */
-	    {true, true, 36700, 0, 0, 1},
+	     * each handed to writeback (up to 7 per copy, two copies); once synced, both
+	     * copies leave the page cache */
+	    {true, false, 36700, 1, 14, 1, true, 2},
+	    {false, false, 36700, 0, 0, 1, true, 2},
+	    {true, false, 36700, 1, 14, 1, false, 0},
+	    /* relaxed: no journal, no early writeback, still big writes; never synced,
+	     * so nothing is dropped */
+	    {true, true, 36700, 0, 0, 1, true, 0},
 	    /* 700 KB: one 512 KiB write while it arrives, one range per copy */
-	    {true, false, 7000, 2, 2, 1},
-	    /* 40 KB: the journal path, small writes, no early writeback */
-	    {true, false, 400, 0, 0, 0},
-	    {true, true, 400, 0, 0, 0},
+	    {true, false, 7000, 2, 2, 1, true, 2},
+	    /* 40 KB: the journal path, small writes, no early writeback, kept */
+	    {true, false, 400, 0, 0, 0, true, 0},
+	    {true, true, 400, 0, 0, 0, true, 0},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		direct_t_big_one(&cases[i]);
@@ -635,7 +684,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(direct_t_journal_write_fault, direct_t_setup,
 	                                    direct_t_teardown),
 	    cmocka_unit_test_setup_teardown(direct_t_early, direct_t_setup, direct_t_teardown),
-	    cmocka_unit_test_setup_teardown(direct_t_early_wb, direct_t_setup, direct_t_teardown),
+	    cmocka_unit_test_setup_teardown(direct_t_big_messages, direct_t_setup, direct_t_teardown),
 	    cmocka_unit_test_setup_teardown(direct_t_big_stage_budget, direct_t_setup,
 	                                    direct_t_teardown),
 	};
