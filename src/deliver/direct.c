@@ -51,7 +51,7 @@
 #define DIRECT_STAGE 16384     /* converted bytes held before writing to the files */
 /* ...and for a big message once it is past the journal's limit: bigger writes let
  * the page cache use bigger folios, which costs less per byte to fill and write
- * back (bench/RESULTS.md, "Bigger writes for big messages"). */
+ * back (bench/RESULTS.md run W). */
 #define DIRECT_STAGE_BIG (512u << 10)
 #define DIRECT_STAGE_MEM_MAX (64u << 20) /* big stages of all messages, at most */
 #define DIRECT_DEVS 8          /* filesystems remembered per batch for syncfs */
