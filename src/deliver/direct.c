@@ -48,14 +48,14 @@
 #include "util/log.h"
 #include "util/scan.h"
 
-#define DIRECT_STAGE 16384     /* converted bytes held before writing to the files */
+#define DIRECT_STAGE 16384 /* converted bytes held before writing to the files */
 /* ...and for a big message once it is past the journal's limit: bigger writes let
  * the page cache use bigger folios, which costs less per byte to fill and write
  * back (bench/RESULTS.md run W). */
 #define DIRECT_STAGE_BIG (512u << 10)
-#define DIRECT_STAGE_MEM_MAX (64u << 20) /* big stages of all messages, at most */
-#define DIRECT_DEVS 8          /* filesystems remembered per batch for syncfs */
-#define DIRECT_PREFIX_MAX 2048 /* prefixes up to this go out in the same write */
+#define DIRECT_STAGE_MEM_MAX (64u << 20)    /* big stages of all messages, at most */
+#define DIRECT_DEVS 8                       /* filesystems remembered per batch for syncfs */
+#define DIRECT_PREFIX_MAX 2048              /* prefixes up to this go out in the same write */
 #define DIRECT_JOURNAL_MSG_MAX (128u << 10) /* bigger messages take the syncfs path */
 /* Records are built in memory while their message arrives: all of them together may
  * hold this much; a message that would need more takes the syncfs path. */
@@ -163,7 +163,7 @@ struct direct {
 	pthread_cond_t wbcv;
 	struct direct_wb wbq[DIRECT_WB_QUEUE];
 	unsigned wbh, wbt;
-	atomic_ulong wb_kicks; /* ranges handed over (direct_wb_kicks: tests) */
+	atomic_ulong wb_kicks;   /* ranges handed over (direct_wb_kicks: tests) */
 	atomic_ulong big_stages; /* messages that got the big stage (tests) */
 
 	atomic_bool anon_ok; /* open copies as O_TMPFILE (TERN_DIRECT_TMPFILE=0: never) */
@@ -171,8 +171,8 @@ struct direct {
 	size_t jmsg_max;     /* records up to this size; bigger: the syncfs path */
 	size_t jmem_max;     /* record bytes of all messages in flight, at most */
 	atomic_size_t jmem;  /* record bytes charged now (loop and committer) */
-	bool drop; /* big copies leave the page cache once synced (TERN_DIRECT_DROP) */
-	atomic_ulong drops; /* copies dropped so far (direct_drops: tests) */
+	bool drop;           /* big copies leave the page cache once synced (TERN_DIRECT_DROP) */
+	atomic_ulong drops;  /* copies dropped so far (direct_drops: tests) */
 	size_t smem_max;     /* big stages of all messages, at most */
 	atomic_size_t smem;  /* bytes of big stages now */
 	pthread_t th;

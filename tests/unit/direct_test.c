@@ -18,11 +18,11 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -684,7 +684,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(direct_t_journal_write_fault, direct_t_setup,
 	                                    direct_t_teardown),
 	    cmocka_unit_test_setup_teardown(direct_t_early, direct_t_setup, direct_t_teardown),
-	    cmocka_unit_test_setup_teardown(direct_t_big_messages, direct_t_setup, direct_t_teardown),
+	    cmocka_unit_test_setup_teardown(direct_t_big_messages, direct_t_setup,
+	                                    direct_t_teardown),
 	    cmocka_unit_test_setup_teardown(direct_t_big_stage_budget, direct_t_setup,
 	                                    direct_t_teardown),
 	};
