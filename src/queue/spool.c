@@ -26,6 +26,13 @@
 #include <unistd.h>
 
 #define SPOOL_BUF_SIZE (64u * 1024u)
+/* A message past SPOOL_BIG_AT bytes is buffered in SPOOL_BUF_BIG writes: bigger
+ * writes let the page cache use bigger folios, less CPU per byte (the same as the
+ * direct delivery's big stage, bench/RESULTS.md runs W and Z); all such buffers
+ * together stay under SPOOL_BIG_MEM_MAX. */
+#define SPOOL_BUF_BIG (512u * 1024u)
+#define SPOOL_BIG_AT (128u * 1024u)
+#define SPOOL_BIG_MEM_MAX (64u << 20)
 #define SPOOL_MAGIC "tern-queue 1"
 #define SPOOL_ENV_END "envelope-end"
 #define SPOOL_LINE_MAX (1024u * 1024u)  /* longest envelope record we read back */
@@ -38,8 +45,8 @@ struct spool_msg {
 	struct spool_msg *next;
 	char qid[SPOOL_QID_MAX];
 	int fd;
-	char *buf;           /* SPOOL_BUF_SIZE bytes of pending writes */
-	size_t blen;
+	char *buf;           /* bcap bytes of pending writes */
+	size_t blen, bcap;
 	int err;             /* first error; sticky */
 	uint64_t file_len;   /* bytes written to the file so far (incl. buffered) */
 	uint64_t body_off;
@@ -67,6 +74,9 @@ struct spool {
 	atomic_uint_fast64_t counter;
 	atomic_ulong nbatches;
 	atomic_ulong nmsgs;
+	atomic_size_t bigmem; /* bytes of SPOOL_BUF_BIG buffers now */
+	size_t bigmem_max;    /* ... at most (SPOOL_BIG_MEM_MAX) */
+	atomic_ulong nbig;    /* messages that got one (tests) */
 };
 
 /* ---- small helpers ---- */
@@ -235,6 +245,7 @@ int spool_open(struct spool **out, const char *dir)
 	pthread_mutex_init(&sp->mu, NULL);
 	pthread_cond_init(&sp->cv, NULL);
 	sp->mode = SPOOL_SYNC_SYNCFS; /* fastest measured here: docs/QUEUE.md */
+	sp->bigmem_max = SPOOL_BIG_MEM_MAX;
 	if (snprintf(sp->dir, sizeof sp->dir, "%s", dir) >= (int)sizeof sp->dir) {
 		r = -ENAMETOOLONG;
 		goto fail;
@@ -324,6 +335,16 @@ void spool_stats(const struct spool *sp, unsigned long *batches, unsigned long *
 	*msgs = atomic_load(&((struct spool *)sp)->nmsgs);
 }
 
+unsigned long spool_big_buffers(const struct spool *sp)
+{
+	return atomic_load(&((struct spool *)sp)->nbig);
+}
+
+void spool_set_big_mem_max(struct spool *sp, size_t max)
+{
+	sp->bigmem_max = max;
+}
+
 /* ---- writing ---- */
 
 void spool_envelope_free(struct spool_envelope *e)
@@ -359,6 +380,24 @@ static int spool_msg_flush(struct spool_msg *m)
 	return r;
 }
 
+/* The buffer of a message that has grown big, if the budget has room. */
+static void spool_msg_grow(struct spool_msg *m)
+{
+	struct spool *sp = m->sp;
+	if (atomic_fetch_add(&sp->bigmem, SPOOL_BUF_BIG) + SPOOL_BUF_BIG > sp->bigmem_max) {
+		atomic_fetch_sub(&sp->bigmem, SPOOL_BUF_BIG);
+		return;
+	}
+	char *big = realloc(m->buf, SPOOL_BUF_BIG);
+	if (big == NULL) {
+		atomic_fetch_sub(&sp->bigmem, SPOOL_BUF_BIG);
+		return;
+	}
+	m->buf = big;
+	m->bcap = SPOOL_BUF_BIG;
+	atomic_fetch_add(&sp->nbig, 1);
+}
+
 static void spool_msg_free(struct spool_msg *m)
 {
 	if (m == NULL)
@@ -366,6 +405,8 @@ static void spool_msg_free(struct spool_msg *m)
 	if (m->fd >= 0)
 		close(m->fd);
 	free(m->buf);
+	if (m->bcap == SPOOL_BUF_BIG)
+		atomic_fetch_sub(&m->sp->bigmem, SPOOL_BUF_BIG);
 	free(m);
 }
 
@@ -375,14 +416,16 @@ static int spool_msg_put(struct spool_msg *m, const void *p, size_t n)
 	if (m->err)
 		return m->err;
 	m->file_len += n;
-	if (m->blen + n <= SPOOL_BUF_SIZE) {
+	if (m->blen + n <= m->bcap) {
 		memcpy(m->buf + m->blen, p, n);
 		m->blen += n;
 		return 0;
 	}
 	if ((r = spool_msg_flush(m)) < 0)
 		goto fail;
-	if (n >= SPOOL_BUF_SIZE) {
+	if (m->bcap < SPOOL_BUF_BIG && m->file_len >= SPOOL_BIG_AT)
+		spool_msg_grow(m);
+	if (n >= m->bcap) {
 		if ((r = spool_fault(m->sp, SPOOL_FAULT_WRITE, m->qid)) < 0)
 			goto fail;
 		if ((r = spool_write_all(m->fd, p, n)) < 0)
@@ -460,6 +503,7 @@ int spool_msg_begin(struct spool *sp, struct spool_msg **out, struct spool_envel
 	m->fd = -1;
 	m->sp = sp;
 	m->buf = malloc(SPOOL_BUF_SIZE);
+	m->bcap = SPOOL_BUF_SIZE;
 	if (m->buf == NULL) {
 		r = -ENOMEM;
 		goto fail;

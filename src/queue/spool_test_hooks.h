@@ -9,6 +9,8 @@
 #ifndef TERN_SPOOL_TEST_HOOKS_H
 #define TERN_SPOOL_TEST_HOOKS_H
 
+#include <stddef.h>
+
 struct spool;
 
 enum spool_fault_op {
@@ -33,5 +35,10 @@ void spool_set_sync_mode(struct spool *sp, enum spool_sync_mode mode);
 
 /* Counters for tests/bench: batches run by the committer, messages committed. */
 void spool_stats(const struct spool *sp, unsigned long *batches, unsigned long *msgs);
+
+/* Big messages' buffers: how many messages got one so far, and the limit on all of
+ * them together (default 64 MiB). */
+unsigned long spool_big_buffers(const struct spool *sp);
+void spool_set_big_mem_max(struct spool *sp, size_t max);
 
 #endif

@@ -219,6 +219,71 @@ static void spool_t_big(void **state)
 	free(got);
 }
 
+/* The message's body in the queue equals want[0..n). */
+static void spool_t_check_body(struct spool_t *t, const char *qid, const char *want, size_t n)
+{
+	struct spool_envelope r;
+	uint64_t off;
+	char path[512];
+	char *got = malloc(n + 1);
+	assert_non_null(got);
+	assert_int_equal(spool_read_envelope(t->sp, qid, &r, &off), 0);
+	spool_envelope_free(&r);
+	assert_int_equal(spool_queue_path(t->sp, qid, path, sizeof path), 0);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	size_t have = 0;
+	ssize_t k;
+	while (have < n + 1 && (k = pread(fd, got + have, n + 1 - have, (off_t)(off + have))) > 0)
+		have += (size_t)k;
+	close(fd);
+	assert_int_equal(have, n);
+	assert_memory_equal(got, want, n);
+	free(got);
+}
+
+/* A message past 128 KiB is buffered in 512 KiB writes; smaller ones never are;
+ * two big ones at once with room for one buffer: one gets it, both are whole. */
+static void spool_t_big_buffers(void **state)
+{
+	struct spool_t *t = *state;
+	size_t n = 3 * 1024 * 1024 + 11;
+	char *body = malloc(n);
+	assert_non_null(body);
+	for (size_t i = 0; i < n; i++)
+		body[i] = (char)(i * 13 + 5);
+	struct spool_envelope e[3];
+	struct spool_msg *m[3];
+	/* 100 KB in 4000-octet pieces: the 64 KiB buffer */
+	spool_t_env(&e[0]);
+	assert_int_equal(spool_msg_begin(t->sp, &m[0], &e[0]), 0);
+	for (size_t off = 0; off < 100000; off += 4000)
+		assert_int_equal(spool_msg_write(m[0], body + off, 4000), 0);
+	spool_msg_commit(m[0], spool_t_done, t);
+	spool_t_wait(t, 1);
+	assert_int_equal(t->last_err, 0);
+	assert_int_equal(spool_big_buffers(t->sp), 0);
+	spool_t_check_body(t, e[0].qid, body, 100000);
+	/* two of 3 MiB side by side, room for one big buffer */
+	spool_set_big_mem_max(t->sp, 512 * 1024);
+	for (int k = 1; k <= 2; k++) {
+		spool_t_env(&e[k]);
+		assert_int_equal(spool_msg_begin(t->sp, &m[k], &e[k]), 0);
+	}
+	for (size_t off = 0; off < n; off += 4000)
+		for (int k = 1; k <= 2; k++)
+			assert_int_equal(
+			    spool_msg_write(m[k], body + off, n - off < 4000 ? n - off : 4000), 0);
+	spool_msg_commit(m[1], spool_t_done, t);
+	spool_msg_commit(m[2], spool_t_done, t);
+	spool_t_wait(t, 3);
+	assert_int_equal(t->last_err, 0);
+	assert_int_equal(spool_big_buffers(t->sp), 1);
+	spool_t_check_body(t, e[1].qid, body, n);
+	spool_t_check_body(t, e[2].qid, body, n);
+	free(body);
+}
+
 struct spool_t_thr {
 	struct spool_t *t;
 	int n;
@@ -437,6 +502,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(spool_t_roundtrip, spool_t_setup, spool_t_teardown),
 		cmocka_unit_test_setup_teardown(spool_t_big, spool_t_setup, spool_t_teardown),
+		cmocka_unit_test_setup_teardown(spool_t_big_buffers, spool_t_setup, spool_t_teardown),
 		cmocka_unit_test_setup_teardown(spool_t_concurrent, spool_t_setup, spool_t_teardown),
 		cmocka_unit_test_setup_teardown(spool_t_fault_write, spool_t_setup, spool_t_teardown),
 		cmocka_unit_test_setup_teardown(spool_t_fault_fsync, spool_t_setup, spool_t_teardown),
