@@ -46,6 +46,7 @@
 #include "util/buf.h"
 #include "util/dirsync.h"
 #include "util/log.h"
+#include "util/budget.h"
 #include "util/scan.h"
 
 #define DIRECT_STAGE 16384 /* converted bytes held before writing to the files */
@@ -293,11 +294,8 @@ static int direct_write_all(int fd, const char *p, size_t n)
  * charged) when all records in flight would then hold more than jmem_max. */
 static bool direct_jmem_charge(struct direct_msg *m, size_t n)
 {
-	struct direct *d = m->d;
-	if (atomic_fetch_add(&d->jmem, n) + n > d->jmem_max) {
-		atomic_fetch_sub(&d->jmem, n);
+	if (!budget_take(&m->d->jmem, n, m->d->jmem_max))
 		return false;
-	}
 	m->jcharged += n;
 	return true;
 }
@@ -307,7 +305,7 @@ static void direct_jrec_drop(struct direct_msg *m)
 {
 	buf_free(&m->jrec);
 	if (m->jcharged > 0)
-		atomic_fetch_sub(&m->d->jmem, m->jcharged);
+		budget_give(&m->d->jmem, m->jcharged);
 	m->jcharged = 0;
 }
 
@@ -418,18 +416,10 @@ static int direct_flush(struct direct_msg *m)
 static void direct_stage_grow(struct direct_msg *m)
 {
 	struct direct *d = m->d;
-	if (atomic_fetch_add(&d->smem, DIRECT_STAGE_BIG) + DIRECT_STAGE_BIG > d->smem_max) {
-		atomic_fetch_sub(&d->smem, DIRECT_STAGE_BIG);
-		return;
+	if (budget_grow(&d->smem, d->smem_max, &m->stage, DIRECT_STAGE_BIG)) {
+		m->scap = DIRECT_STAGE_BIG;
+		atomic_fetch_add(&d->big_stages, 1);
 	}
-	char *big = realloc(m->stage, DIRECT_STAGE_BIG);
-	if (big == NULL) {
-		atomic_fetch_sub(&d->smem, DIRECT_STAGE_BIG);
-		return;
-	}
-	m->stage = big;
-	m->scap = DIRECT_STAGE_BIG;
-	atomic_fetch_add(&d->big_stages, 1);
 }
 
 /* The stage is no longer needed (the last bytes are written, or the end). */
@@ -438,7 +428,7 @@ static void direct_stage_release(struct direct_msg *m)
 	free(m->stage);
 	m->stage = NULL;
 	if (m->scap == DIRECT_STAGE_BIG)
-		atomic_fetch_sub(&m->d->smem, DIRECT_STAGE_BIG);
+		budget_give(&m->d->smem, DIRECT_STAGE_BIG);
 	m->scap = 0;
 }
 

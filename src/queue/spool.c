@@ -7,6 +7,7 @@
  * once durable, <dir>/queue/<qid>.done for delivered-recipient records. */
 #include "queue/spool.h"
 #include "queue/spool_test_hooks.h"
+#include "util/budget.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -384,18 +385,10 @@ static int spool_msg_flush(struct spool_msg *m)
 static void spool_msg_grow(struct spool_msg *m)
 {
 	struct spool *sp = m->sp;
-	if (atomic_fetch_add(&sp->bigmem, SPOOL_BUF_BIG) + SPOOL_BUF_BIG > sp->bigmem_max) {
-		atomic_fetch_sub(&sp->bigmem, SPOOL_BUF_BIG);
-		return;
+	if (budget_grow(&sp->bigmem, sp->bigmem_max, &m->buf, SPOOL_BUF_BIG)) {
+		m->bcap = SPOOL_BUF_BIG;
+		atomic_fetch_add(&sp->nbig, 1);
 	}
-	char *big = realloc(m->buf, SPOOL_BUF_BIG);
-	if (big == NULL) {
-		atomic_fetch_sub(&sp->bigmem, SPOOL_BUF_BIG);
-		return;
-	}
-	m->buf = big;
-	m->bcap = SPOOL_BUF_BIG;
-	atomic_fetch_add(&sp->nbig, 1);
 }
 
 static void spool_msg_free(struct spool_msg *m)
@@ -406,7 +399,7 @@ static void spool_msg_free(struct spool_msg *m)
 		close(m->fd);
 	free(m->buf);
 	if (m->bcap == SPOOL_BUF_BIG)
-		atomic_fetch_sub(&m->sp->bigmem, SPOOL_BUF_BIG);
+		budget_give(&m->sp->bigmem, SPOOL_BUF_BIG);
 	free(m);
 }
 
