@@ -161,6 +161,27 @@ def test_relay_via_mx_byte_exact(ternd_factory, dnsmasq):
     assert "event=relayed" in send.log()
 
 
+def test_relay_big_message_byte_exact(ternd_factory, dnsmasq):
+    """A 3 MiB message (its queue file written from the 512 KiB buffer a message
+    gets past 128 KiB) is relayed through MX to a receiving ternd and arrives byte
+    for byte: numbered lines, so a buffer written twice or out of place would show,
+    and lines starting with a dot every so often (dot-stuffing both ways)."""
+    rport = common_port(["127.0.0.2", "127.0.0.3"])
+    dns = dnsmasq(["--mx-host=remote.test,mx1.remote.test,10",
+                   "--host-record=mx1.remote.test,127.0.0.2"])
+    recv = ternd_factory(config="local_domains = remote.test\n", host="127.0.0.2", port=rport)
+    send = make_sender(ternd_factory, dns, rport, "bob: bob@remote.test\n")
+    body = b"".join((b"." if i % 997 == 0 else b"") + b"%07d " % i + b"q" * 70 + b"\r\n"
+                    for i in range(40000))
+    msg = (b"From: alice@sender.test\r\nTo: bob@sender.test\r\nSubject: big relay\r\n"
+           b"Message-ID: <relay-big@sender.test>\r\n\r\n") + body
+    assert len(msg) > 3 * 1000 * 1000
+    submit(send, ["bob@sender.test"], msg)
+    files = recv.wait_mail("bob@remote.test", timeout=30)
+    assert body_after_trace(files[0].read_bytes()) == msg.replace(b"\r\n", b"\n")
+    wait_until(lambda: "event=removed" in send.log(), timeout=10, what="queue entry removed")
+
+
 def test_dead_mx_then_live_lower_priority(ternd_factory, dnsmasq):
     rport = common_port(["127.0.0.2", "127.0.0.3"])
     dns = dnsmasq(["--mx-host=remote.test,mx1.remote.test,10",
