@@ -43,10 +43,10 @@
 #include "deliver/local.h"
 #include "deliver/maildir.h"
 #include "queue/journal.h"
+#include "util/budget.h"
 #include "util/buf.h"
 #include "util/dirsync.h"
 #include "util/log.h"
-#include "util/budget.h"
 #include "util/scan.h"
 
 #define DIRECT_STAGE 16384 /* converted bytes held before writing to the files */
