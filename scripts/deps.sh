@@ -13,7 +13,7 @@ PACKAGES=(
 	libcmocka-dev                    # unit tests
 	python3 python3-pytest           # end-to-end tests
 	python3-aiosmtpd                 # a real SMTP server to relay to in tests
-	swaks                            # real SMTP client in tests
+	swaks libnet-ssleay-perl          # real SMTP client in tests (and its TLS)
 	dovecot-imapd                    # real IMAP server reading our Maildirs in tests
 	dnsmasq-base                     # real DNS server on loopback (MX tests)
 	openssl tmux                     # test certificates; a real terminal for tern chat

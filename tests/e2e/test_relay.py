@@ -400,6 +400,10 @@ def test_queue_tool(ternd_factory, dnsmasq):
         wait_until(lambda: rcv.n >= 1 and "event=deferred" in send.log(), timeout=15,
                    what="first attempt")
         d = str(send.data_dir)
+        # the log line comes when the reply is read, the state file when the
+        # attempt is over: wait for the state the queue tool reads
+        wait_until(lambda: "deferred" in tern_cli("queue", "-d", d, "list").stdout,
+                   timeout=15, what="state written")
         r = tern_cli("queue", "-d", d, "list")
         assert r.returncode == 0, r.stderr
         qid = r.stdout.split()[0]
