@@ -29,6 +29,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
@@ -553,6 +554,12 @@ static int relay_connect(const struct sockaddr_storage *sa, unsigned timeout_s)
 	struct timeval tv = {.tv_sec = (time_t)timeout_s};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	/* Each flight (the pipelined commands, the body and its final dot) is handed
+	 * over whole; what is left of it must leave at once, not wait for the ACK of
+	 * the part before (Nagle), which the server delays because it answers only
+	 * after the dot: 40 ms per message on loopback, bench/RESULTS.md run AC. */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	return fd;
 }
 
@@ -610,7 +617,8 @@ static int relay_write(struct relay_conn *c, const char *p, size_t n)
 	return 0;
 }
 
-/* Send the message body (dot-stuffed) from the queue file. */
+/* Send the message body (dot-stuffed) from the queue file. The last part goes out
+ * in one write with the final dot (a message up to 64 KiB: a single write). */
 static int relay_send_body(struct relay_conn *c, int fd, uint64_t off, uint64_t len)
 {
 	struct smtp_client_stuffer st;
@@ -630,10 +638,11 @@ static int relay_send_body(struct relay_conn *c, int fd, uint64_t off, uint64_t 
 		len -= (uint64_t)n;
 		buf_reset(&out);
 		r = smtp_client_stuff(&st, chunk, (size_t)n, &out);
-		r = r ? r : relay_write(c, out.ptr, out.len);
+		if (r == 0 && len > 0) /* not the last part: send it now */
+			r = relay_write(c, out.ptr, out.len);
 	}
 	if (r == 0) {
-		buf_reset(&out);
+		/* out holds the last part (nothing for an empty body): add the dot */
 		r = smtp_client_stuff_end(&st, &out);
 		r = r ? r : relay_write(c, out.ptr, out.len);
 	}
