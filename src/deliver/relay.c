@@ -791,7 +791,32 @@ struct relay_job {
 	int fd;
 	uint64_t body_off, body_len;
 	bool changed;
+	bool *unmarked; /* relayed in this job, not yet recorded in <qid>.done */
 };
+
+/* Record the recipients relayed in this job (durably: each a line in <qid>.done).
+ * Needed unless the message leaves the queue now: a crash or a retry must not send
+ * them again. */
+static void relay_record_done(struct relay_job *j)
+{
+	for (size_t i = 0; j->unmarked != NULL && i < j->env.nrcpts; i++) {
+		if (!j->unmarked[i])
+			continue;
+		j->unmarked[i] = false;
+		if (spool_mark_done(j->rl->sp, j->env.qid, i) < 0)
+			log_warn("qid=%s event=mark-done-failed rcpt=%zu note=\"may be delivered twice\"",
+			         j->env.qid, i);
+	}
+}
+
+/* Every recipient done: the message leaves the queue at the end of this job. */
+static bool relay_all_done(const struct relay_job *j)
+{
+	for (size_t i = 0; i < j->env.nrcpts; i++)
+		if (!j->env.rcpts[i].done)
+			return false;
+	return true;
+}
 
 static void relay_set_error(struct spool_rcpt *rc, const char *text)
 {
@@ -821,7 +846,11 @@ static void relay_result(struct relay_job *j, size_t i, int code, const char *te
 	j->changed = true;
 	if (code / 100 == 2) {
 		log_info("qid=%s event=relayed rcpt=<%s> host=%s reply=\"%s\"", j->env.qid, e1, host, e2);
-		if (spool_mark_done(rl->sp, j->env.qid, i) < 0)
+		/* recorded after this domain's session (relay_process), or never: a message
+		 * whose last recipients these are leaves the queue instead */
+		if (j->unmarked != NULL)
+			j->unmarked[i] = true;
+		else if (spool_mark_done(rl->sp, j->env.qid, i) < 0)
 			log_warn("qid=%s event=mark-done-failed rcpt=<%s> note=\"may be delivered twice\"",
 			         j->env.qid, e1);
 		rc->done = true;
@@ -1245,6 +1274,7 @@ static uint64_t relay_process(struct relay *rl, const char *qid, bool force)
 	if (fstat(j.fd, &st) < 0 || (uint64_t)st.st_size < j.body_off)
 		goto out;
 	j.body_len = (uint64_t)st.st_size - j.body_off;
+	j.unmarked = calloc(j.env.nrcpts + 1, sizeof *j.unmarked); /* NULL: record at once */
 	time_t now = time(NULL);
 
 	/* A bounce owed from before a crash: finish it first (same DSN id). */
@@ -1288,9 +1318,16 @@ static uint64_t relay_process(struct relay *rl, const char *qid, bool force)
 		}
 		relay_domain(&j, rc->domain, idx, n, &link);
 		relay_dest_give(rl, rc->domain, &link);
+		/* Relayed recipients are recorded now, before the next domain's session,
+		 * unless nothing is left: then the queue file is removed below and no
+		 * record is needed (a crash before the removal reaches the disk sends
+		 * the message again: a duplicate, never a loss; as Postfix does). */
+		if (!relay_all_done(&j))
+			relay_record_done(&j);
 	}
 	free(idx);
 	free(seen);
+	bool finished = relay_all_done(&j);
 
 	bool failed_new = false;
 	for (size_t i = 0; i < j.env.nrcpts; i++)
@@ -1298,7 +1335,8 @@ static uint64_t relay_process(struct relay *rl, const char *qid, bool force)
 			failed_new = true;
 	if (failed_new)
 		j.env.dsn_seq++;
-	if (j.changed && (r = spool_write_state(rl->sp, &j.env)) < 0)
+	/* a message that leaves the queue needs no state (its attempts, errors) */
+	if (j.changed && !finished && (r = spool_write_state(rl->sp, &j.env)) < 0)
 		log_error("qid=%s event=state-write-failed error=\"%s\"", qid, strerror(-r));
 	if (failed_new && r == 0)
 		relay_bounces(&j);
@@ -1347,13 +1385,16 @@ static uint64_t relay_process(struct relay *rl, const char *qid, bool force)
 	}
 	if (all) {
 		relay_release_recorded(rl, &j.env);
-		if ((r = spool_remove(rl->sp, qid)) < 0 && r != -ENOENT)
+		if ((r = spool_remove(rl->sp, qid)) < 0 && r != -ENOENT) {
 			log_warn("qid=%s event=remove-failed error=\"%s\"", qid, strerror(-r));
-		else
+			relay_record_done(&j); /* it stays: its recipients must not go again */
+		} else {
 			log_info("qid=%s event=removed", qid);
+		}
 		next = UINT64_MAX;
 	}
 out:
+	free(j.unmarked);
 	if (j.fd >= 0)
 		close(j.fd);
 	spool_envelope_free(&j.env);

@@ -320,6 +320,41 @@ def test_relay_sends_body_and_dot_in_one_write(ternd_factory, dnsmasq):
         rcv.close()
 
 
+def test_partly_relayed_message_records_and_never_resends(ternd_factory, dnsmasq):
+    """Two domains, the second deferred: the first's recipient is recorded in
+    <qid>.done before the message waits, so the retry sends only the second (and
+    a message whose recipients all went leaves the queue with no record at all)."""
+    rport = common_port(["127.0.0.2", "127.0.0.3"])
+    dns = dnsmasq(["--mx-host=remote.test,mx1.remote.test,10",
+                   "--host-record=mx1.remote.test,127.0.0.2",
+                   "--mx-host=other.test,mx1.other.test,10",
+                   "--host-record=mx1.other.test,127.0.0.3"])
+    ok = Receiver("127.0.0.2", rport, lambda rcv, c, n: serve(rcv, c))
+    later = Receiver("127.0.0.3", rport, lambda rcv, c, n: serve(
+        rcv, c, rcpt_reply=b"451 4.7.1 try later" if n == 0 else b"250 ok"))
+    send = make_sender(ternd_factory, dns, rport,
+                       "bob: bob@remote.test\ncarol: carol@other.test\n", retry="2s")
+    try:
+        submit(send, ["bob@sender.test", "carol@sender.test"], MSG)
+        wait_until(lambda: "event=deferred rcpt=<carol@other.test>" in send.log(),
+                   timeout=15, what="first attempt")
+        queue = send.data_dir / "spool" / "queue"
+        wait_until(lambda: [p for p in queue.iterdir() if p.name.endswith(".state")],
+                   timeout=15, what="state written")
+        done = [p for p in queue.iterdir() if p.name.endswith(".done")]
+        assert len(done) == 1 and done[0].read_text() == "0\n"  # bob, rcpt 0
+        wait_until(lambda: later.messages, timeout=20, what="retry delivered")
+        wait_until(lambda: not any(queue.iterdir()), timeout=15, what="queue empty")
+        assert len(ok.messages) == 1 and ok.n == 1  # bob was not sent again
+        # the second message goes whole: nothing recorded, the file just leaves
+        submit(send, ["bob@sender.test"], MSG)
+        wait_until(lambda: len(ok.messages) == 2, timeout=15, what="second relayed")
+        wait_until(lambda: not any(queue.iterdir()), timeout=15, what="queue empty again")
+    finally:
+        ok.close()
+        later.close()
+
+
 def parse_dsn(path):
     return email.message_from_bytes(read_stored(path).raw if hasattr(read_stored(path), "raw")
                                     else path.read_bytes(), policy=email.policy.default)
