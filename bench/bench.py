@@ -37,6 +37,10 @@ CLK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 DOMAIN = "bench.test"
 RCPT = "user@" + DOMAIN
+# --relay: mail to this domain is relayed by Postfix and ternd to a downstream
+# smtp-sink (the next hop), instead of delivered into a Maildir
+RELAY_DOMAIN = "remote.test"
+RELAY = None  # the Downstream sink, with --relay
 
 
 def free_port():
@@ -129,6 +133,51 @@ def count_files(d):
 # servers
 
 
+class Downstream:
+    """With --relay: the next hop Postfix and ternd relay to, an smtp-sink of its
+    own that counts what it received (-c prints its counters at each message)."""
+
+    def __init__(self):
+        import threading
+        self.port = free_port()
+        self.p = subprocess.Popen(
+            ["smtp-sink", "-u", "nobody", "-c", "-m", "20000", "127.0.0.1:%d" % self.port,
+             "4096"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.pid = self.p.pid
+        self.n = 0
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+        wait_port(self.port)
+
+    def _read(self):
+        buf = b""
+        while True:
+            data = self.p.stdout.read1(65536)
+            if not data:
+                return
+            buf += data
+            *done, buf = buf.split(b"\r")
+            for rec in reversed(done):
+                for kv in rec.split():
+                    if kv.startswith(b"mesg="):
+                        self.n = int(kv[5:])
+                        break
+                else:
+                    continue
+                break
+
+    def count(self):
+        return self.n
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        try:
+            self.p.wait(10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+
+
 class Sink:
     name = "smtp-sink"
     delivers = False
@@ -169,8 +218,11 @@ class Ternd:
             "local_domains = %s\n"
             "max_connections = 20000\n"
             "max_connections_per_ip = 20000\n"
-            "%s"
-            "[listener 127.0.0.1:%d]\n" % (self.dir / "var", DOMAIN, extra_conf, self.port))
+            "%s%s"
+            "[listener 127.0.0.1:%d]\n" % (
+                self.dir / "var", DOMAIN, extra_conf,
+                "" if RELAY is None else "trusted_networks = 127.0.0.0/8\n"
+                "transport = %s 127.0.0.1:%d\n" % (RELAY_DOMAIN, RELAY.port), self.port))
         self.log = open(self.dir / "ternd.log", "w")
         self.p = subprocess.Popen([str(binary), "-c", str(conf)], stdout=self.log,
                                   stderr=self.log, env=dict(os.environ, **(env or {})))
@@ -179,7 +231,7 @@ class Ternd:
         self.maildir = self.dir / "var" / "mail" / DOMAIN / "user" / "Maildir" / "new"
 
     def delivered(self):
-        return count_files(self.maildir)
+        return count_files(self.maildir) if RELAY is None else RELAY.count()
 
     def stop(self):
         self.p.send_signal(signal.SIGTERM)
@@ -230,7 +282,7 @@ smtpd_client_connection_rate_limit = 0
 anvil_rate_time_unit = 60s
 message_size_limit = 104857600
 virtual_mailbox_limit = 0
-"""
+{relay}"""
 
 POSTFIX_MASTER = """\
 127.0.0.1:{port} inet n - n - - smtpd
@@ -273,7 +325,10 @@ class Postfix:
         os.chown(self.dir / "mail", pw.pw_uid, pw.pw_gid)
         self.port = free_port()
         (self.dir / "etc" / "main.cf").write_text(POSTFIX_MAIN.format(
-            d=self.dir, domain=DOMAIN, uid=pw.pw_uid, gid=pw.pw_gid, procs=procs))
+            d=self.dir, domain=DOMAIN, uid=pw.pw_uid, gid=pw.pw_gid, procs=procs,
+            relay="" if RELAY is None else
+            "relay_domains = %s\ntransport_maps = inline:{ %s=smtp:[127.0.0.1]:%d }\n" % (
+                RELAY_DOMAIN, RELAY_DOMAIN, RELAY.port)))
         (self.dir / "etc" / "master.cf").write_text(POSTFIX_MASTER.format(port=self.port))
         self.env = dict(os.environ, MAIL_CONFIG=str(self.dir / "etc"))
         self.ctl("start")
@@ -292,7 +347,7 @@ class Postfix:
             raise RuntimeError("postfix %s: %s%s" % (what, r.stdout, r.stderr))
 
     def delivered(self):
-        return count_files(self.maildir)
+        return count_files(self.maildir) if RELAY is None else RELAY.count()
 
     def stop(self):
         try:
@@ -550,8 +605,12 @@ def main():
                     help="do not mark each server's directory chattr +T (see server_dir())")
     ap.add_argument("--settle", action="store_true",
                     help="sync and drop the clean page cache before each measured run")
+    ap.add_argument("--relay", action="store_true",
+                    help="mail to %s, relayed by Postfix and ternd to a downstream "
+                    "smtp-sink (delivered = received there), instead of Maildir "
+                    "delivery" % RELAY_DOMAIN)
     args = ap.parse_args()
-    global SETTLE, ISOLATE
+    global SETTLE, ISOLATE, RELAY, RCPT
     SETTLE = args.settle
     ISOLATE = not args.no_isolate
 
@@ -569,6 +628,9 @@ def main():
     servers = []
     ok = True
     try:
+        if args.relay:
+            RELAY = Downstream()
+            RCPT = "user@" + RELAY_DOMAIN
         for name in wanted:
             if name == "postfix":
                 servers.append(Postfix(top, procs=max(300, args.idle_postfix + 100)))
@@ -595,6 +657,10 @@ def main():
         print("# each server's directory: %s" % (
             "chattr +T, its own block groups (bench.py server_dir())" if ISOLATE
             else "in the shared temp directory (--no-isolate)"))
+        if RELAY is not None:
+            print("# --relay: mail to %s, relayed by Postfix (transport_maps) and ternd "
+                  "(transport) to a downstream smtp-sink on 127.0.0.1:%d; delivered = "
+                  "received by it" % (RCPT, RELAY.port))
         print("# before each measured run: %s" % (
             "sync, then drop the clean page cache (bench.py settle())" if SETTLE
             else "nothing (see --settle); before the warm-up: the same, once "
@@ -613,6 +679,8 @@ def main():
     finally:
         for s in servers:
             s.stop()
+        if RELAY is not None:
+            RELAY.stop()
         if not args.keep:
             shutil.rmtree(top, ignore_errors=True)
         else:
@@ -646,7 +714,8 @@ def throughput(servers, loads, reps, show_runs=False):
                         srv.name, sessions, size, r.get("missing"), r["errors"][:300]))
                 sys.stdout.flush()
     print()
-    print("| load | server | accepted msg/s | delivered msg/s (fsynced, in the Maildir) "
+    print("| load | server | accepted msg/s | delivered msg/s (%s) " % (
+        "fsynced, in the Maildir" if RELAY is None else "received by the next hop") +
           "| CPU ms/msg | delivered × Postfix | delivered ÷ smtp-sink accepted |")
     print("|---|---|---|---|---|---|---|")
     for sessions, size, msgs in loads:
