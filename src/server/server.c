@@ -144,6 +144,7 @@ struct conn {
 	char qid[SPOOL_QID_MAX];
 	char from[TERN_PATH_MAX + 1];
 	size_t nrcpts;
+	bool all_remote; /* every recipient is relayed: the queue hands it to relay.c */
 	uint64_t size;
 	time_t deadline;
 	/* TLS */
@@ -612,6 +613,9 @@ static int server_on_data_begin(void *ctx, const struct smtp_addr *from,
 		snprintf(c->qid, sizeof c->qid, "%s", spool_msg_qid(c->msg));
 	}
 	c->nrcpts = env.nrcpts;
+	c->all_remote = env.nrcpts > 0;
+	for (size_t i = 0; i < env.nrcpts; i++)
+		c->all_remote = c->all_remote && env.rcpts[i].remote;
 	c->size = 0;
 	spool_envelope_free(&env);
 	rc = server_write_received(c, rcpts, nrcpts);
@@ -1184,7 +1188,11 @@ static void server_commit_finish(struct conn *c, int err, const char *qid, bool 
 	if (err == 0) {
 		log_info("sid=%s qid=%s event=accepted from=<%s> rcpts=%zu size=%llu%s", c->sid, qid,
 		         c->from, c->nrcpts, (unsigned long long)c->size, direct ? " direct=yes" : "");
-		if (!direct)
+		/* nothing local to do: straight to relay (local delivery would only read
+		 * the envelope to hand it over) */
+		if (!direct && c->all_remote)
+			relay_enqueue(srv->rl, qid);
+		else if (!direct)
 			local_delivery_enqueue(srv->ld, qid);
 	} else {
 		log_error("sid=%s qid=%s event=commit-failed error=%s", c->sid, c->qid,

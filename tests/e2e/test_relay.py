@@ -316,6 +316,26 @@ def test_relay_sends_body_and_dot_in_one_write(ternd_factory, dnsmasq):
         wait_until(lambda: rcv.messages, timeout=15, what="relayed")
         assert rcv.first_reads[0] == rcv.messages[0]
         assert rcv.first_reads[0].endswith(b"line of text\r\n.\r\n")
+        # only remote recipients: handed to relay at commit, local delivery never
+        # reads it (its hand-over is logged as waiting-for-relay)
+        wait_until(lambda: "event=removed" in send.log(), timeout=15, what="removed")
+        assert "event=waiting-for-relay" not in send.log()
+    finally:
+        rcv.close()
+
+
+def test_local_and_remote_recipients_both_delivered(ternd_factory, dnsmasq):
+    """A message for a local and a remote recipient goes through local delivery
+    first (which hands the remote one to relay); one for remote recipients only
+    goes to relay at once (test_relay_sends_body_and_dot_in_one_write)."""
+    rcv, send = sender_with_fake(ternd_factory, dnsmasq, lambda rcv, c, n: serve(rcv, c))
+    try:
+        submit(send, ["bob@sender.test", "carl@sender.test"], MSG)
+        wait_until(lambda: rcv.messages, timeout=15, what="relayed")
+        send.wait_mail("carl@sender.test", timeout=15)
+        wait_until(lambda: "event=removed" in send.log(), timeout=15, what="removed")
+        assert "event=waiting-for-relay rcpts=1" in send.log()
+        assert b"Hello over there." in rcv.messages[0]
     finally:
         rcv.close()
 
