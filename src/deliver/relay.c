@@ -53,6 +53,9 @@
 #define RELAY_DEST_MAX 256
 #define RELAY_IDLE_MAX 32     /* open connections kept for the next message */
 #define RELAY_IDLE_MS 5000u   /* how long one waits for the next message */
+#define RELAY_PARK_MAX 256    /* messages waiting for a busy destination */
+#define RELAY_PARK_MS 10000u  /* a parked message is looked at again after this anyway */
+#define RELAY_BUSY_MS 1000u   /* ... one that could not be parked, after this */
 
 struct relay_item {
 	char qid[SPOOL_QID_MAX];
@@ -64,6 +67,13 @@ struct relay_item {
 struct relay_dest {
 	char domain[256];
 	unsigned n;
+};
+
+/* A message that found every connection to a destination busy: it is due again
+ * as soon as one is given back (relay_dest_give), not by polling. */
+struct relay_park {
+	char qid[SPOOL_QID_MAX];
+	uint64_t hash; /* of the destination domain, relay_domain_hash() */
 };
 
 /* ---- one SMTP connection ---- */
@@ -111,6 +121,8 @@ struct relay {
 	struct relay_dest dests[RELAY_DEST_MAX]; /* connections per destination domain */
 	struct relay_link idle[RELAY_IDLE_MAX];  /* cl == NULL: free */
 	size_t nidle;
+	struct relay_park park[RELAY_PARK_MAX];
+	size_t npark;
 };
 
 /* ---- scheduling (a min-heap on due time, as in local.c) ---- */
@@ -207,6 +219,64 @@ void relay_flush(struct relay *rl, const char *qid)
 
 static void relay_link_close(struct relay_link *l);
 
+/* FNV-1a of the lowercased domain; never 0 (0 = no destination). */
+static uint64_t relay_domain_hash(const char *d)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *d; d++) {
+		unsigned char c = (unsigned char)*d;
+		h ^= (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+		h *= 1099511628211ull;
+	}
+	return h | 1u;
+}
+
+/* With rl->mu held: could a message to the destination get a connection now? */
+static bool relay_dest_open_locked(struct relay *rl, uint64_t h)
+{
+	for (size_t i = 0; i < RELAY_IDLE_MAX && rl->nidle > 0; i++)
+		if (rl->idle[i].cl != NULL && relay_domain_hash(rl->idle[i].domain) == h)
+			return true;
+	for (size_t i = 0; i < RELAY_DEST_MAX; i++)
+		if (rl->dests[i].n > 0 && relay_domain_hash(rl->dests[i].domain) == h)
+			return rl->dests[i].n < rl->o.cfg.max_per_destination;
+	return true;
+}
+
+/* With rl->mu held: park qid until a connection to the destination is given back.
+ * Returns false when the table is full (the caller polls instead). */
+static bool relay_park_locked(struct relay *rl, const char *qid, uint64_t h)
+{
+	for (size_t i = 0; i < rl->npark; i++)
+		if (strcmp(rl->park[i].qid, qid) == 0) {
+			rl->park[i].hash = h;
+			return true;
+		}
+	if (rl->npark == RELAY_PARK_MAX)
+		return false;
+	snprintf(rl->park[rl->npark].qid, SPOOL_QID_MAX, "%s", qid);
+	rl->park[rl->npark++].hash = h;
+	return true;
+}
+
+/* With rl->mu held: a connection to domain was given back; the first message parked
+ * on it is due now (one per connection: the others stay parked). */
+static void relay_unpark_locked(struct relay *rl, const char *domain)
+{
+	if (rl->npark == 0)
+		return;
+	uint64_t h = relay_domain_hash(domain);
+	for (size_t i = 0; i < rl->npark; i++)
+		if (rl->park[i].hash == h) {
+			char qid[SPOOL_QID_MAX];
+			memcpy(qid, rl->park[i].qid, sizeof qid);
+			rl->park[i] = rl->park[--rl->npark];
+			if (!rl->stopping && relay_push(rl, qid, relay_now_ms(), false) < 0)
+				log_error("qid=%s event=retry-lost error=\"out of memory\"", qid);
+			return;
+		}
+}
+
 /* Per-destination connection slots. An idle connection to the domain is handed
  * over with its slot (reuse->cl set); else a new slot if the limit allows. */
 static bool relay_dest_take(struct relay *rl, const char *domain, struct relay_link *reuse)
@@ -268,6 +338,8 @@ static void relay_dest_give(struct relay *rl, const char *domain, struct relay_l
 				rl->nidle++;
 				kept = true;
 			}
+		if (kept)
+			relay_unpark_locked(rl, domain);
 		pthread_mutex_unlock(&rl->mu);
 	}
 	if (kept) {
@@ -277,6 +349,7 @@ static void relay_dest_give(struct relay *rl, const char *domain, struct relay_l
 	relay_link_close(l);
 	pthread_mutex_lock(&rl->mu);
 	relay_dest_dec_locked(rl, domain);
+	relay_unpark_locked(rl, domain);
 	pthread_mutex_unlock(&rl->mu);
 }
 
@@ -1249,8 +1322,9 @@ out:
 	return r;
 }
 
-/* Returns the delay in ms until this message needs another look, or UINT64_MAX. */
-static uint64_t relay_process(struct relay *rl, const char *qid, bool force)
+/* Returns the delay in ms until this message needs another look, or UINT64_MAX.
+ * *busy: the hash of a destination whose connections were all busy (0: none). */
+static uint64_t relay_process(struct relay *rl, const char *qid, bool force, uint64_t *busy)
 {
 	struct relay_job j;
 	uint64_t next = UINT64_MAX;
@@ -1313,7 +1387,9 @@ static uint64_t relay_process(struct relay *rl, const char *qid, bool force)
 		}
 		struct relay_link link = {.c = {.rl = rl, .fd = -1}};
 		if (!relay_dest_take(rl, rc->domain, &link)) {
-			next = 1000; /* destination busy: look again soon */
+			/* destination busy: parked until a connection is given back */
+			if (*busy == 0)
+				*busy = relay_domain_hash(rc->domain);
 			continue;
 		}
 		relay_domain(&j, rc->domain, idx, n, &link);
@@ -1379,6 +1455,10 @@ static uint64_t relay_process(struct relay *rl, const char *qid, bool force)
 		all = false;
 		if (relay_is_remote(rl, rc) && !rc->failed) {
 			uint64_t d = rc->next_try > now ? (uint64_t)(rc->next_try - now) * 1000u : 0;
+			/* still due after this job: its destination was busy (every other due
+			 * recipient was tried and is done, failed or later) */
+			if (d == 0 && *busy != 0)
+				d = RELAY_PARK_MS;
 			if (d < next)
 				next = d;
 		}
@@ -1445,9 +1525,17 @@ static void *relay_worker_main(void *arg)
 		}
 		snprintf(rl->active[self], SPOOL_QID_MAX, "%s", it.qid);
 		pthread_mutex_unlock(&rl->mu);
-		uint64_t next = relay_process(rl, it.qid, it.force);
+		uint64_t busy_dest = 0;
+		uint64_t next = relay_process(rl, it.qid, it.force, &busy_dest);
 		pthread_mutex_lock(&rl->mu);
 		rl->active[self][0] = '\0';
+		if (busy_dest != 0 && next != UINT64_MAX) {
+			/* a connection given back meanwhile: again now; else wait for one */
+			if (relay_dest_open_locked(rl, busy_dest))
+				next = 0;
+			else if (!relay_park_locked(rl, it.qid, busy_dest) && next > RELAY_BUSY_MS)
+				next = RELAY_BUSY_MS;
+		}
 		if (next != UINT64_MAX) {
 			bool dup = false;
 			for (size_t i = 0; i < rl->n; i++)

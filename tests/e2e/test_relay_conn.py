@@ -5,6 +5,7 @@ IPv6 delivery, the delay warning and certificate verification of outbound TLS.
 All on loopback: dnsmasq serves the test domains, receivers listen on 127.0.0.2/3
 or ::1; the sender's resolver is always that dnsmasq."""
 
+import os
 import socket
 import subprocess
 import threading
@@ -185,6 +186,32 @@ def test_max_per_destination_caps_concurrent_connections(ternd_factory, dnsmasq)
         submit_many(send, 6)
         wait_until(lambda: len(srv.messages) == 6, timeout=30, what="6 messages")
         assert srv.max_open == 2, srv.max_open
+    finally:
+        srv.close()
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_busy_destination_waits_for_a_connection_not_polling(ternd_factory, dnsmasq):
+    """More relay threads than connections allowed to the destination: a message
+    that finds them all busy is parked and sent when a connection is given back.
+    Parked, it would otherwise wait 10 s (RELAY_PARK_MS), more than this test
+    allows; and before parking existed, the idle workers re-read such messages in
+    a loop (both CPUs busy for as long as the destination was)."""
+    srv, send = sender_to_chunk(ternd_factory, dnsmasq,
+                                "relay_threads = 4\nrelay_max_per_destination = 1\n",
+                                data_delay=0.5)
+    try:
+        cpu0 = cpu_seconds(send.proc.pid)
+        submit_many(send, 4)
+        wait_until(lambda: len(srv.messages) == 4, timeout=8, what="4 messages")
+        used = cpu_seconds(send.proc.pid) - cpu0
+        assert srv.max_open == 1, srv.max_open
+        assert used < 1.0, "ternd used %.2f s of CPU for 4 messages" % used
     finally:
         srv.close()
 
