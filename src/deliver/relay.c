@@ -259,6 +259,16 @@ static bool relay_park_locked(struct relay *rl, const char *qid, uint64_t h)
 	return true;
 }
 
+/* With rl->mu held: qid is being looked at now; it waits for nothing any more. */
+static void relay_unpark_qid_locked(struct relay *rl, const char *qid)
+{
+	for (size_t i = 0; i < rl->npark; i++)
+		if (strcmp(rl->park[i].qid, qid) == 0) {
+			rl->park[i] = rl->park[--rl->npark];
+			return;
+		}
+}
+
 /* With rl->mu held: a connection to domain was given back; the first message parked
  * on it is due now (one per connection: the others stay parked). */
 static void relay_unpark_locked(struct relay *rl, const char *domain)
@@ -1524,6 +1534,8 @@ static void *relay_worker_main(void *arg)
 			continue;
 		}
 		snprintf(rl->active[self], SPOOL_QID_MAX, "%s", it.qid);
+		/* woken early, or by its own time: a later wake-up is not for it */
+		relay_unpark_qid_locked(rl, it.qid);
 		pthread_mutex_unlock(&rl->mu);
 		uint64_t busy_dest = 0;
 		uint64_t next = relay_process(rl, it.qid, it.force, &busy_dest);
