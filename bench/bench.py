@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -133,21 +134,51 @@ def count_files(d):
 # servers
 
 
-class Downstream:
-    """With --relay: the next hop Postfix and ternd relay to, an smtp-sink of its
-    own that counts what it received (-c prints its counters at each message)."""
+def end(p, timeout):
+    """SIGTERM to a process we started, SIGKILL if it has not gone after timeout s."""
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
 
-    def __init__(self):
-        import threading
+
+def delivered_count(maildir):
+    """Messages delivered so far: files in the Maildir, or with --relay the count of
+    the next hop (the Downstream sink)."""
+    return count_files(maildir) if RELAY is None else RELAY.count()
+
+
+class Sink:
+    name = "smtp-sink"
+    delivers = False
+    counts = False  # -c: running counters on stdout (Downstream)
+
+    def __init__(self, top=None):
         self.port = free_port()
         self.p = subprocess.Popen(
-            ["smtp-sink", "-u", "nobody", "-c", "-m", "20000", "127.0.0.1:%d" % self.port,
-             "4096"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            ["smtp-sink", "-u", "nobody"] + (["-c"] if self.counts else []) +
+            ["-m", "20000", "127.0.0.1:%d" % self.port, "4096"],
+            stdout=subprocess.PIPE if self.counts else subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
         self.pid = self.p.pid
-        self.n = 0
-        self.t = threading.Thread(target=self._read, daemon=True)
-        self.t.start()
+        if self.counts:
+            threading.Thread(target=self._read, daemon=True).start()
         wait_port(self.port)
+
+    def delivered(self):
+        return None
+
+    def stop(self):
+        end(self.p, 10)
+
+
+class Downstream(Sink):
+    """With --relay: the next hop Postfix and ternd relay to, an smtp-sink of its
+    own that counts what it received (-c prints its counters at each message)."""
+    counts = True
+    n = 0
 
     def _read(self):
         buf = b""
@@ -155,51 +186,14 @@ class Downstream:
             data = self.p.stdout.read1(65536)
             if not data:
                 return
-            buf += data
-            *done, buf = buf.split(b"\r")
-            for rec in reversed(done):
+            *done, buf = (buf + data).split(b"\r")
+            for rec in done:  # "sess=N quit=N mesg=N", counters only grow
                 for kv in rec.split():
                     if kv.startswith(b"mesg="):
                         self.n = int(kv[5:])
-                        break
-                else:
-                    continue
-                break
 
     def count(self):
         return self.n
-
-    def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            self.p.wait(10)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-
-
-class Sink:
-    name = "smtp-sink"
-    delivers = False
-
-    def __init__(self, top):
-        self.port = free_port()
-        self.p = subprocess.Popen(
-            ["smtp-sink", "-u", "nobody", "-m", "20000", "127.0.0.1:%d" % self.port, "4096"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
-        self.pid = self.p.pid
-
-    def delivered(self):
-        return None
-
-    def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            self.p.wait(10)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
 
 
 class Ternd:
@@ -231,15 +225,10 @@ class Ternd:
         self.maildir = self.dir / "var" / "mail" / DOMAIN / "user" / "Maildir" / "new"
 
     def delivered(self):
-        return count_files(self.maildir) if RELAY is None else RELAY.count()
+        return delivered_count(self.maildir)
 
     def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            self.p.wait(30)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
+        end(self.p, 30)
         self.log.close()
 
 
@@ -347,7 +336,7 @@ class Postfix:
             raise RuntimeError("postfix %s: %s%s" % (what, r.stdout, r.stderr))
 
     def delivered(self):
-        return count_files(self.maildir) if RELAY is None else RELAY.count()
+        return delivered_count(self.maildir)
 
     def stop(self):
         try:
