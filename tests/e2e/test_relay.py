@@ -342,8 +342,9 @@ def test_local_and_remote_recipients_both_delivered(ternd_factory, dnsmasq):
 
 def test_partly_relayed_message_records_and_never_resends(ternd_factory, dnsmasq):
     """Two domains, the second deferred: the first's recipient is recorded in
-    <qid>.done before the message waits, so the retry sends only the second (and
-    a message whose recipients all went leaves the queue with no record at all)."""
+    <qid>.done before the message waits, so the retry sends only the second. A
+    message whose recipients all went just leaves the queue (that it writes no
+    record on the way is not visible here; bench/RESULTS.md run AD measures it)."""
     rport = common_port(["127.0.0.2", "127.0.0.3"])
     dns = dnsmasq(["--mx-host=remote.test,mx1.remote.test,10",
                    "--host-record=mx1.remote.test,127.0.0.2",
@@ -366,7 +367,7 @@ def test_partly_relayed_message_records_and_never_resends(ternd_factory, dnsmasq
         wait_until(lambda: later.messages, timeout=20, what="retry delivered")
         wait_until(lambda: not any(queue.iterdir()), timeout=15, what="queue empty")
         assert len(ok.messages) == 1 and ok.n == 1  # bob was not sent again
-        # the second message goes whole: nothing recorded, the file just leaves
+        # a message relayed whole leaves the queue
         submit(send, ["bob@sender.test"], MSG)
         wait_until(lambda: len(ok.messages) == 2, timeout=15, what="second relayed")
         wait_until(lambda: not any(queue.iterdir()), timeout=15, what="queue empty again")
